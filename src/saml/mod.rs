@@ -9,5 +9,13 @@
 )]
 
 pub mod c14n;
+pub mod dsig;
+pub mod error;
+pub mod instant;
+pub mod keys;
 pub mod limits;
+pub mod metadata;
+pub mod response;
 pub mod xml;
+
+pub use error::SamlError;

@@ -324,10 +324,10 @@ impl<'l> Builder<'l> {
                         return Err(malformed(offset, "XML declaration not at the start"));
                     }
                     seen_declaration = true;
-                    if let Some(Ok(encoding)) = declaration.encoding() {
-                        if !encoding.eq_ignore_ascii_case("utf-8") {
-                            return Err(malformed(offset, "only UTF-8 documents are accepted"));
-                        }
+                    if let Some(Ok(encoding)) = declaration.encoding()
+                        && !encoding.eq_ignore_ascii_case("utf-8")
+                    {
+                        return Err(malformed(offset, "only UTF-8 documents are accepted"));
                     }
                 }
                 Event::DocType(_) => return Err(XmlError::DtdForbidden),
@@ -468,10 +468,10 @@ impl<'l> Builder<'l> {
     }
 
     fn flush_text(&mut self) -> Result<(), XmlError> {
-        if let Some(text) = self.pending_text.take() {
-            if !text.is_empty() {
-                self.push_node(NodeKind::Text(text))?;
-            }
+        if let Some(text) = self.pending_text.take()
+            && !text.is_empty()
+        {
+            self.push_node(NodeKind::Text(text))?;
         }
         Ok(())
     }

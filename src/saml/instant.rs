@@ -1,0 +1,72 @@
+//! xs:dateTime values as SAML uses them (SAML Core §1.3.3: UTC, `Z` suffix, optional
+//! fractional seconds).
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Parses an xs:dateTime. A missing zone is read as UTC, as the SAML toolkits do; more than
+/// nine fractional digits are cut to nine (nanoseconds), which no bound can depend on.
+pub fn parse(text: &str) -> Option<OffsetDateTime> {
+    let text = text.trim();
+    let (date_time, zone) = match text.find(['Z', 'z']) {
+        Some(position) => (&text[..position], &text[position..]),
+        None => match text.rfind(['+', '-']).filter(|position| *position > 10) {
+            Some(position) => (&text[..position], &text[position..]),
+            None => (text, "Z"),
+        },
+    };
+    let normalised = match date_time.split_once('.') {
+        Some((whole, fraction)) if fraction.len() > 9 => {
+            format!("{whole}.{}{zone}", &fraction[..9])
+        }
+        _ => format!("{date_time}{zone}"),
+    };
+    OffsetDateTime::parse(&normalised, &Rfc3339).ok()
+}
+
+/// Formats an instant as SAML writes them: UTC, seconds, `Z`.
+pub fn format(instant: OffsetDateTime) -> String {
+    let utc = instant.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        utc.year(),
+        u8::from(utc.month()),
+        utc.day(),
+        utc.hour(),
+        utc.minute(),
+        utc.second()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_saml_forms() {
+        let base = parse("2014-07-17T01:01:48Z").unwrap();
+        assert_eq!(base.unix_timestamp(), 1405558908);
+        assert_eq!(
+            parse("2014-07-17T01:01:48.123Z").unwrap().millisecond(),
+            123
+        );
+        assert_eq!(
+            parse("2014-07-17T01:01:48.1234567891234Z")
+                .unwrap()
+                .unix_timestamp(),
+            1405558908
+        );
+        assert_eq!(parse("2014-07-17T01:01:48").unwrap(), base);
+        assert_eq!(parse("2014-07-17T03:01:48+02:00").unwrap(), base);
+        assert_eq!(parse(" 2014-07-17T01:01:48Z\n").unwrap(), base);
+        assert!(parse("yesterday").is_none());
+    }
+
+    #[test]
+    fn formats_utc_seconds() {
+        assert_eq!(
+            format(parse("2014-07-17T01:01:48.5Z").unwrap()),
+            "2014-07-17T01:01:48Z"
+        );
+    }
+}
