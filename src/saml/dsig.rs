@@ -218,10 +218,15 @@ struct SignatureParts {
 impl SignatureParts {
     fn read(document: &Document, signature: NodeId) -> Result<SignatureParts, SamlError> {
         let children: Vec<NodeId> = document.child_elements(signature).collect();
+        let known = ["SignedInfo", "SignatureValue", "KeyInfo"];
         for child in &children {
-            if is_ds(document, *child, "Object") {
-                // An enveloping payload inside a SAML signature only ever hides content.
-                return Err(SamlError::wrapping("ds:Object inside a signature"));
+            if !known.iter().any(|name| is_ds(document, *child, name)) {
+                // A ds:Object, or anything else, carried inside a SAML signature only ever
+                // hides content from the SP: the place of an Assertion in XSW6 and XSW8.
+                let name = document
+                    .element(*child)
+                    .map_or("", |e| e.local_name.as_str());
+                return Err(SamlError::wrapping(format!("{name} inside a ds:Signature")));
             }
         }
         let (signed_info, signature_value) = match children.as_slice() {

@@ -8,6 +8,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod authn_request;
 pub mod c14n;
 pub mod dsig;
 pub mod error;
