@@ -227,6 +227,9 @@ pub struct LoginRecorded {
     pub idp_id: String,
     pub authn_instant: i128,
     pub session_index: Option<String>,
+    /// When the IdP says the session ends (AuthnStatement SessionNotOnOrAfter). Added in
+    /// schema version 2; version 1 events did not record it and read back as `None`.
+    pub session_not_on_or_after: Option<i128>,
 }
 
 /// Every event of the ledger. Variants are past tense; each has a [`Event::type_name`] and
