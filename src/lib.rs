@@ -1,3 +1,4 @@
 pub mod events;
 pub mod http;
+pub mod provisioning;
 pub mod saml;

@@ -174,6 +174,48 @@ impl ValidatedLogin {
     }
 }
 
+#[cfg(test)]
+impl ValidatedLogin {
+    /// A login as the validator would hand it over, for tests of the layers above it that
+    /// need no signature. Only unit tests of this crate can call it.
+    pub(crate) fn for_tests(
+        assertion_id: &str,
+        name_id: &str,
+        name_id_format: Option<&str>,
+        attributes: &[(&str, &[&str])],
+    ) -> ValidatedLogin {
+        let at = |text| instant::parse(text).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        ValidatedLogin {
+            response_id: format!("{assertion_id}-response"),
+            assertion_id: assertion_id.to_string(),
+            issuer: "https://idp.example.com".to_string(),
+            name_id: NameId {
+                value: name_id.to_string(),
+                format: name_id_format.map(str::to_string),
+                name_qualifier: None,
+                sp_name_qualifier: None,
+            },
+            attributes: attributes
+                .iter()
+                .map(|(name, values)| SamlAttribute {
+                    name: name.to_string(),
+                    name_format: None,
+                    friendly_name: None,
+                    values: values.iter().map(|v| v.to_string()).collect(),
+                })
+                .collect(),
+            authn_instant: at("2026-06-01T12:00:00Z"),
+            session_index: Some(format!("{assertion_id}-session")),
+            session_not_on_or_after: Some(at("2026-06-01T20:00:00Z")),
+            in_response_to: None,
+            not_on_or_after: at("2026-06-01T12:05:00Z"),
+            signed_parts: SignedParts::Assertion,
+            signature_algorithm: SignatureAlgorithm::RsaSha256,
+            key_fingerprint: String::new(),
+        }
+    }
+}
+
 /// Decodes the `SAMLResponse` form value of the HTTP-POST binding (Bindings §3.5.4):
 /// base64, line breaks allowed, never deflated.
 pub fn decode_post_binding(base64: &[u8]) -> Result<Vec<u8>, SamlError> {
