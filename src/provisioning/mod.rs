@@ -384,3 +384,83 @@ fn acl_from(
     entries.dedup();
     Ok(Some(entries))
 }
+
+/// One line of a user diff: a field, its value before and after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldDiff {
+    pub field: &'static str,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// What a login would do, computed and not written: the events and a readable diff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preview {
+    pub decision: Decision,
+    pub diff: Vec<FieldDiff>,
+}
+
+/// Dry run: [`decide`] against the stored configuration, or with `draft` JIT settings for
+/// the IdP, and the user diff its events would make. Nothing is written.
+pub fn preview(
+    org: &OrgConfig,
+    idp_id: &str,
+    draft: Option<&crate::events::JitSettings>,
+    user: Option<&UserState>,
+    login: &ValidatedLogin,
+) -> Result<Preview, Refusal> {
+    let mut org = org.clone();
+    if let (Some(draft), Some(idp)) = (draft, org.idps.get_mut(idp_id)) {
+        idp.jit = draft.clone();
+    }
+    let decision = decide(&org, idp_id, user, login)?;
+    let mut after = user.cloned();
+    let base_version = user.map_or(0, |u| u.version);
+    for (offset, event) in decision.events.iter().enumerate() {
+        let applied = user::Applied {
+            seq: 0,
+            stream_version: base_version + offset as u64 + 1,
+            recorded_at: login.authn_instant().unix_timestamp_nanos(),
+            cause: "preview".to_string(),
+        };
+        after = user::apply(after, event, &applied);
+    }
+    Ok(Preview {
+        diff: diff(user, after.as_ref()),
+        decision,
+    })
+}
+
+/// The fields that differ between two states of a user, in a fixed order.
+pub fn diff(before: Option<&UserState>, after: Option<&UserState>) -> Vec<FieldDiff> {
+    let mut lines = Vec::new();
+    let mut push = |field, before: Option<String>, after: Option<String>| {
+        if before != after {
+            lines.push(FieldDiff {
+                field,
+                before,
+                after,
+            });
+        }
+    };
+    for field in ProfileField::ALL {
+        let value =
+            |state: Option<&UserState>| state.and_then(|s| s.field(field)).map(str::to_string);
+        push(field.view_name(), value(before), value(after));
+    }
+    let role = |state: Option<&UserState>| state.map(|s| s.role.value.clone());
+    push("role", role(before), role(after));
+    let acl = |state: Option<&UserState>| {
+        state.map(|s| {
+            let entries: Vec<String> = s
+                .acl
+                .value
+                .iter()
+                .map(|e| format!("{} on {} {}", e.role_id, e.on_type.as_str(), e.on))
+                .collect();
+            entries.join(", ")
+        })
+    };
+    push("acl", acl(before), acl(after));
+    lines
+}

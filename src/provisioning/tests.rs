@@ -173,7 +173,7 @@ fn airkit_default_role_is_agent() {
 }
 
 #[test]
-fn sso_username_and_id_attributes_are_ignored() {
+fn yext_id_username_and_sso_cannot_be_set_by_attributes() {
     let org = with_settings(|jit| {
         jit.attribute_mapping
             .push(("USER_DISPLAY_NAME".into(), "username".into()));
@@ -237,7 +237,7 @@ fn login_through_another_idp_of_the_org_is_idp_mismatch() {
 // ---- Identity.
 
 #[test]
-fn email_format_name_id_is_lower_cased() {
+fn yext_username_is_the_name_id_lower_cased_for_email_format() {
     let login = ValidatedLogin::for_tests(
         "_a1",
         "Alice@Example.COM",
@@ -282,7 +282,7 @@ fn with_role(role: &'static [&'static str]) -> Vec<(&'static str, &'static [&'st
 }
 
 #[test]
-fn idp_managed_role_matches_role_id_or_name_case_insensitively() {
+fn airkit_idp_managed_role_matches_built_in_and_custom_roles_by_id_or_name() {
     for value in ["developer", "SUPPORT", "support agent"] {
         let user = existing(&managed(), &with_role(Box::leak(Box::new([value]))));
         let expected = if value == "developer" {
@@ -333,7 +333,7 @@ fn several_different_role_values_are_ambiguous() {
 }
 
 #[test]
-fn role_change_in_idp_is_recorded_with_its_reason() {
+fn airkit_role_change_in_idp_reaches_existing_account_with_its_reason() {
     let user = existing(&managed(), &with_role(&["Agent"]));
     let decision = decide(
         &managed(),
@@ -618,6 +618,79 @@ fn settings_naming_unknown_roles_or_fields_are_refused() {
         "attribute_mapping"
     );
     assert!(check_jit_settings(&org, &JitSettings::default()).is_ok());
+}
+
+#[test]
+fn airkit_jit_is_switched_on_per_idp() {
+    let mut org = org();
+    if let Some(entra) = org.idps.get_mut(ENTRA) {
+        entra.jit.enabled = false;
+    }
+    assert!(decide(&org, OKTA, None, &login("_a1", ALICE)).is_ok());
+    assert_eq!(
+        refusal(decide(&org, ENTRA, None, &login("_a1", ALICE))).code(),
+        "user_not_found"
+    );
+}
+
+#[test]
+fn airkit_attribute_mapping_fills_every_user_field() {
+    let org = with_settings(|jit| {
+        jit.idp_managed_roles = true;
+        jit.attribute_mapping = vec![
+            ("USER_ROLE".into(), "grp".into()),
+            ("USER_FIRST_NAME".into(), "given".into()),
+            ("USER_LAST_NAME".into(), "sn".into()),
+            ("USER_DISPLAY_NAME".into(), "cn".into()),
+            ("USER_PHONE_NUMBER".into(), "tel".into()),
+            ("USER_EMAIL".into(), "mail".into()),
+        ];
+    });
+    let attributes: &[(&str, &[&str])] = &[
+        ("grp", &["Developer"]),
+        ("given", &["Alice"]),
+        ("sn", &["Liddell"]),
+        ("cn", &["Alice L."]),
+        ("tel", &["+1 555 0100"]),
+        ("mail", &["Alice@Example.com"]),
+    ];
+    let user = existing(&org, attributes);
+    let fields: Vec<_> = ProfileField::ALL.iter().map(|f| user.field(*f)).collect();
+    assert_eq!(
+        fields,
+        [
+            Some("alice@example.com"),
+            Some("Alice"),
+            Some("Liddell"),
+            Some("Alice L."),
+            Some("+1 555 0100")
+        ]
+    );
+    assert_eq!(user.role.value, "Developer");
+}
+
+#[test]
+fn preview_with_a_draft_mapping_shows_events_and_diff_without_state() {
+    let user = existing(&org(), ALICE);
+    let mut draft = org().idps[OKTA].jit.clone();
+    draft
+        .attribute_mapping
+        .retain(|(key, _)| key != "USER_LAST_NAME");
+    draft
+        .attribute_mapping
+        .push(("USER_LAST_NAME".into(), "surname".into()));
+    let login = login("_a2", &[("surname", &["Hargreaves"])]);
+    let preview = preview(&org(), OKTA, Some(&draft), Some(&user), &login).unwrap();
+    assert_eq!(
+        types(&preview.decision),
+        ["ProfileUpdated", "LoginRecorded"]
+    );
+    insta::with_settings!({ snapshot_path => "../../snapshots", prepend_module_to_snapshot => false }, {
+        insta::assert_debug_snapshot!("provisioning_preview_diff", preview.diff);
+    });
+    // The stored configuration still maps lastName.
+    let stored = decide(&org(), OKTA, Some(&user), &login).unwrap();
+    assert_eq!(types(&stored), ["LoginRecorded"]);
 }
 
 // ---- Properties.
