@@ -358,3 +358,159 @@ fn escape_attribute(value: &str, output: &mut Vec<u8>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Expectations derived by hand from the specs; the differential tests against libxml2
+    //! live in `tests/c14n_xmllint.rs`.
+
+    use super::*;
+    use crate::saml::limits::RESPONSE_XML;
+
+    fn element_named(document: &Document, local_name: &str) -> NodeId {
+        document
+            .elements()
+            .find(|id| {
+                document
+                    .element(*id)
+                    .is_some_and(|e| e.local_name == local_name)
+            })
+            .unwrap()
+    }
+
+    fn exclusive_with(prefixes: &[&str]) -> Method {
+        Method {
+            kind: Kind::Exclusive {
+                inclusive_prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+            },
+            with_comments: false,
+        }
+    }
+
+    /// Canonicalises the element called `apex` in `xml`, leaving out the one called
+    /// `excluded`.
+    fn check(xml: &str, apex: &str, method: &Method, excluded: Option<&str>) -> String {
+        let document = Document::parse(xml.as_bytes(), &RESPONSE_XML).unwrap();
+        let apex = element_named(&document, apex);
+        let excluded = excluded.map(|name| element_named(&document, name));
+        let mut output = Vec::new();
+        canonicalize(&document, apex, method, excluded, &mut output);
+        String::from_utf8(output).unwrap()
+    }
+
+    const QNAME_IN_CONTENT: &str = "<r:Root xmlns:r=\"urn:r\" xmlns:xs=\"urn:xs\" \
+        xmlns:unused=\"urn:unused\"><r:Apex><r:Value type=\"xs:string\">x</r:Value>\
+        </r:Apex></r:Root>";
+
+    #[test]
+    fn exclusive_renders_only_visibly_utilised_prefixes() {
+        // exc-c14n §3: `xs` appears only inside an attribute value, so it is not visibly
+        // utilised and its declaration is dropped with the unused one.
+        assert_eq!(
+            check(QNAME_IN_CONTENT, "Apex", &Method::exclusive(), None),
+            "<r:Apex xmlns:r=\"urn:r\"><r:Value type=\"xs:string\">x</r:Value></r:Apex>"
+        );
+    }
+
+    #[test]
+    fn prefix_list_renders_a_named_prefix_as_inclusive_c14n_would() {
+        // exc-c14n §3: a prefix of the InclusiveNamespaces PrefixList is rendered where it is
+        // in scope and no output ancestor rendered it: once, at the apex. A listed prefix
+        // that is bound nowhere renders nothing.
+        assert_eq!(
+            check(
+                QNAME_IN_CONTENT,
+                "Apex",
+                &exclusive_with(&["xs", "nope"]),
+                None
+            ),
+            "<r:Apex xmlns:r=\"urn:r\" xmlns:xs=\"urn:xs\">\
+             <r:Value type=\"xs:string\">x</r:Value></r:Apex>"
+        );
+    }
+
+    const DEFAULT_NAMESPACE: &str = "<Root xmlns=\"urn:d\" xmlns:p=\"urn:p\"><p:Apex>\
+        <Child/><p:Other xmlns=\"\"><Inner/></p:Other></p:Apex></Root>";
+
+    #[test]
+    fn exclusive_renders_the_default_namespace_where_it_is_used() {
+        // The apex does not use the default namespace; Child does, and no output ancestor
+        // rendered it. p:Other does not use the default namespace, so its xmlns="" is
+        // dropped; Inner uses the (empty) default namespace, and the nearest output ancestor
+        // rendering a default namespace is none, so nothing is rendered there either.
+        assert_eq!(
+            check(DEFAULT_NAMESPACE, "Apex", &Method::exclusive(), None),
+            "<p:Apex xmlns:p=\"urn:p\"><Child xmlns=\"urn:d\"></Child>\
+             <p:Other><Inner></Inner></p:Other></p:Apex>"
+        );
+    }
+
+    #[test]
+    fn prefix_list_default_renders_the_default_namespace_inclusively() {
+        // "#default" in the PrefixList: the default namespace follows inclusive C14N. It is
+        // rendered at the apex although the apex does not use it, not again on Child, and
+        // undeclared with xmlns="" on p:Other because an output ancestor rendered urn:d
+        // (C14N §2.3). Inner, in no namespace under p:Other, needs nothing more.
+        assert_eq!(
+            check(
+                DEFAULT_NAMESPACE,
+                "Apex",
+                &exclusive_with(&["#default"]),
+                None
+            ),
+            "<p:Apex xmlns=\"urn:d\" xmlns:p=\"urn:p\"><Child></Child>\
+             <p:Other xmlns=\"\"><Inner></Inner></p:Other></p:Apex>"
+        );
+    }
+
+    const ENVELOPED: &str = "<Response xmlns=\"urn:p\" ID=\"r1\"><Issuer>idp</Issuer>\n  \
+        <ds:Signature xmlns:ds=\"urn:ds\"><ds:SignedInfo/></ds:Signature>\n  <Status/>\
+        <!-- kept only with comments --></Response>";
+
+    #[test]
+    fn enveloped_signature_is_left_out_with_its_subtree_only() {
+        // XML-DSig §6.6.4: the Signature element and its descendants go; the white space
+        // around it is text of the Response and stays; without comments the comment goes.
+        assert_eq!(
+            check(
+                ENVELOPED,
+                "Response",
+                &Method::exclusive(),
+                Some("Signature")
+            ),
+            "<Response xmlns=\"urn:p\" ID=\"r1\"><Issuer>idp</Issuer>\n  \n  \
+             <Status></Status></Response>"
+        );
+        let inclusive_with_comments = Method::from_uri(INCLUSIVE_WITH_COMMENTS).unwrap();
+        assert_eq!(
+            check(
+                ENVELOPED,
+                "Response",
+                &inclusive_with_comments,
+                Some("Signature")
+            ),
+            "<Response xmlns=\"urn:p\" ID=\"r1\"><Issuer>idp</Issuer>\n  \n  \
+             <Status></Status><!-- kept only with comments --></Response>"
+        );
+    }
+
+    #[test]
+    fn excluding_an_element_outside_the_apex_changes_nothing() {
+        assert_eq!(
+            check(ENVELOPED, "Issuer", &Method::exclusive(), Some("Signature")),
+            "<Issuer xmlns=\"urn:p\">idp</Issuer>"
+        );
+    }
+
+    #[test]
+    fn namespace_values_are_escaped_like_attribute_values() {
+        // C14N §2.3: a namespace node is processed like an attribute node, so `&` becomes
+        // `&amp;`. libxml2 (hence xmllint and xmlsec1) writes namespace URIs unescaped;
+        // the Java (Santuario) and .NET canonicalisers follow the spec, as we do.
+        let xml = "<a xmlns:p=\"urn:a&amp;b\" p:x=\"&quot;&#9;\"/>";
+        assert_eq!(
+            check(xml, "a", &Method::exclusive(), None),
+            "<a xmlns:p=\"urn:a&amp;b\" p:x=\"&quot;&#x9;\"></a>"
+        );
+    }
+}

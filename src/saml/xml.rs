@@ -15,6 +15,7 @@ use super::limits::XmlLimits;
 /// The namespace the `xml` prefix is bound to by definition (Namespaces in XML 1.0 §3).
 pub const XML_NAMESPACE: &str = "http://www.w3.org/XML/1998/namespace";
 const XMLNS_NAMESPACE: &str = "http://www.w3.org/2000/xmlns/";
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Index of a node in its [`Document`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -303,9 +304,16 @@ impl<'l> Builder<'l> {
     }
 
     fn run(mut self, input: &[u8]) -> Result<Document, XmlError> {
-        let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
-        let input =
-            std::str::from_utf8(input).map_err(|e| malformed(e.valid_up_to(), "not UTF-8"))?;
+        // The reader never sees the byte order mark, but offsets (spans, errors) count
+        // from the first byte the caller holds, so that a span indexes its input.
+        let bom_bytes = if input.starts_with(UTF8_BOM) {
+            UTF8_BOM.len()
+        } else {
+            0
+        };
+        let input = &input[bom_bytes..];
+        let input = std::str::from_utf8(input)
+            .map_err(|e| malformed(bom_bytes + e.valid_up_to(), "not UTF-8"))?;
         let mut reader = Reader::from_str(input);
         let config = reader.config_mut();
         config.check_end_names = true;
@@ -314,13 +322,16 @@ impl<'l> Builder<'l> {
         config.trim_text(false);
         let mut seen_declaration = false;
         loop {
-            let offset = reader.buffer_position() as usize;
-            let event = reader
-                .read_event()
-                .map_err(|error| malformed(reader.error_position() as usize, error.to_string()))?;
+            let offset = bom_bytes + reader.buffer_position() as usize;
+            let event = reader.read_event().map_err(|error| {
+                malformed(
+                    bom_bytes + reader.error_position() as usize,
+                    error.to_string(),
+                )
+            })?;
             match event {
                 Event::Decl(declaration) => {
-                    if seen_declaration || offset != 0 {
+                    if seen_declaration || offset != bom_bytes {
                         return Err(malformed(offset, "XML declaration not at the start"));
                     }
                     seen_declaration = true;
@@ -357,7 +368,7 @@ impl<'l> Builder<'l> {
                             max: self.limits.depth_max,
                         });
                     }
-                    self.set_span_end(id, reader.buffer_position() as usize);
+                    self.set_span_end(id, bom_bytes + reader.buffer_position() as usize);
                     self.bindings.truncate(mark);
                 }
                 Event::End(end) => {
@@ -369,7 +380,7 @@ impl<'l> Builder<'l> {
                     if open.qualified_name != end.name().0 {
                         return Err(malformed(offset, "end tag does not match start tag"));
                     }
-                    self.set_span_end(open.id, reader.buffer_position() as usize);
+                    self.set_span_end(open.id, bom_bytes + reader.buffer_position() as usize);
                     self.bindings.truncate(open.bindings_mark);
                 }
                 Event::Text(text) => {
@@ -409,7 +420,11 @@ impl<'l> Builder<'l> {
                     if target.eq_ignore_ascii_case("xml") {
                         return Err(malformed(offset, "misplaced XML declaration"));
                     }
-                    let data = normalize_line_ends(pi.content().trim_start());
+                    // Only XML white space separates target and data (XML 1.0 §2.6);
+                    // `str::trim_start` would also eat U+00A0, U+3000 and the like, which
+                    // are data and hashed by every other canonicaliser.
+                    let data =
+                        normalize_line_ends(pi.content().trim_start_matches(is_xml_whitespace));
                     self.check_text_length(&data)?;
                     self.push_node(NodeKind::ProcessingInstruction { target, data })?;
                 }
@@ -417,7 +432,10 @@ impl<'l> Builder<'l> {
             }
         }
         if !self.open.is_empty() {
-            return Err(malformed(input.len(), "unclosed element at end of input"));
+            return Err(malformed(
+                bom_bytes + input.len(),
+                "unclosed element at end of input",
+            ));
         }
         let root = self.root.ok_or_else(|| malformed(0, "no root element"))?;
         Ok(Document {
@@ -879,5 +897,27 @@ mod tests {
             .map(|id| &input[document.element(id).unwrap().span.clone()])
             .collect();
         assert_eq!(spans, ["<a x=\"1\">t</a>", "<b/>"]);
+    }
+
+    #[test]
+    fn spans_index_the_input_with_its_byte_order_mark() {
+        let input = "\u{feff}<r><a/></r>";
+        let document = parse(input).unwrap();
+        let a = document.child_elements(document.root()).next().unwrap();
+        assert_eq!(&input[document.element(a).unwrap().span.clone()], "<a/>");
+    }
+
+    #[test]
+    fn processing_instruction_data_keeps_non_xml_white_space() {
+        // Only space, tab, CR and LF separate the target from the data (XML 1.0 §2.6).
+        let document = parse("<r><?pi \u{a0}x ?></r>").unwrap();
+        let child = document.element(document.root()).unwrap().children[0];
+        assert_eq!(
+            document.node(child).kind,
+            NodeKind::ProcessingInstruction {
+                target: "pi".to_string(),
+                data: "\u{a0}x ".to_string()
+            }
+        );
     }
 }
