@@ -2,3 +2,4 @@ pub mod events;
 pub mod http;
 pub mod provisioning;
 pub mod saml;
+pub mod store;

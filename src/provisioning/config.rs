@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::events::{
     BUILT_IN_ROLES, DEFAULT_ROLE, Event, JitSettings, OrgCreated, ProfileField, TokenScope,
 };
@@ -11,7 +13,7 @@ use crate::events::{
 pub const USER_ROLE: &str = "USER_ROLE";
 
 /// One connected IdP.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdpConfig {
     pub idp_id: String,
     pub entity_id: String,
@@ -20,7 +22,7 @@ pub struct IdpConfig {
 }
 
 /// An organisation's configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrgConfig {
     pub org_id: String,
     pub sp_entity_id: String,

@@ -2,10 +2,12 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::events::{AclEntry, Event, ProfileField, Source};
 
 /// Where a value came from and which event set it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Provenance {
     pub source: Source,
     /// Global sequence number of the event that set it.
@@ -15,7 +17,7 @@ pub struct Provenance {
 }
 
 /// A value with its provenance.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Traced<T> {
     pub value: T,
     pub provenance: Provenance,
@@ -32,7 +34,7 @@ pub struct Applied {
 }
 
 /// One user of one organisation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserState {
     pub user_id: String,
     /// The IdP that provisioned the user; logins through another IdP are refused.

@@ -1,0 +1,448 @@
+//! The event log on sled: one writer thread appends batches of requests in one transaction
+//! (events, stream index, heads, replay guard, projections), flushes once, makes the files
+//! durable, and only then answers every request of the batch.
+//!
+//! What an acknowledged append promises: its events, the chain through them and the
+//! projections they change are on the device (sled's flush, then `fdatasync` of the files it
+//! writes), so they survive a process crash and a power loss of a device that honours
+//! flushes.
+
+pub mod durability;
+pub mod envelope;
+pub mod keys;
+pub mod projections;
+pub mod verify;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{SyncSender, TrySendError};
+
+use crate::events::Event;
+use crate::events::codec::CodecError;
+use crate::provisioning::config::OrgConfig;
+use crate::provisioning::user::UserState;
+
+pub use envelope::{CONFIG_STREAM, Cause, ChainHasher, Envelope, user_stream};
+use projections::Projection;
+
+/// sled's page cache. Its 1 GiB default is sized for a database that is mostly reads; the
+/// log is mostly appends and the projections are small, so 64 MiB keeps RSS predictable.
+pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// Requests one batch takes at most: bounds the work between two flushes.
+pub const BATCH_REQUESTS_MAX: usize = 512;
+/// Requests waiting for the writer. A full queue is back-pressure: callers get `Busy`.
+pub const QUEUE_REQUESTS_MAX: usize = 4096;
+/// Events one append may carry (a login writes at most five).
+pub const APPEND_EVENTS_MAX: usize = 64;
+
+/// Settings of a store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    /// With a key, the chain is HMAC-SHA-256 under it instead of SHA-256.
+    pub chain_key: Option<Vec<u8>>,
+}
+
+impl StoreConfig {
+    pub fn new(path: impl Into<PathBuf>) -> StoreConfig {
+        StoreConfig {
+            path: path.into(),
+            chain_key: None,
+        }
+    }
+}
+
+/// The replay guard an append carries: the assertion may be appended once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssertionGuard {
+    pub assertion_id: String,
+    /// Unix nanoseconds after which the assertion is refused anyway and may be forgotten.
+    pub not_on_or_after: i128,
+}
+
+/// One atomic append to one stream.
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    pub org_id: String,
+    pub stream: String,
+    /// The stream version the caller decided on (0 for a new stream).
+    pub expected_version: u64,
+    pub events: Vec<Event>,
+    pub cause: Cause,
+    pub assertion: Option<AssertionGuard>,
+    /// Unix nanoseconds, read by the caller.
+    pub recorded_at: i128,
+}
+
+/// Why an append was not made. Nothing of it was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppendError {
+    /// The stream moved on since the caller read it: decide again on fresh state.
+    #[error("stream is at version {actual}, not {expected}")]
+    Conflict { expected: u64, actual: u64 },
+    #[error("assertion {assertion_id} was already used")]
+    ReplayedAssertion { assertion_id: String },
+    #[error("the write queue is full")]
+    Busy,
+    #[error("invalid append: {0}")]
+    Invalid(String),
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+/// Why the store could not be opened or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("undecodable record: {0}")]
+    Codec(#[from] CodecError),
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+}
+
+/// The trees of the store.
+#[derive(Debug, Clone)]
+pub(crate) struct Trees {
+    pub events: sled::Tree,
+    pub streams: sled::Tree,
+    pub heads: sled::Tree,
+    pub assertions: sled::Tree,
+    pub meta: sled::Tree,
+    pub users: sled::Tree,
+    pub users_by_role: sled::Tree,
+    pub acl: sled::Tree,
+    pub orgs: sled::Tree,
+}
+
+impl Trees {
+    fn open(db: &sled::Db) -> Result<Trees, sled::Error> {
+        Ok(Trees {
+            events: db.open_tree("events")?,
+            streams: db.open_tree("streams")?,
+            heads: db.open_tree("heads")?,
+            assertions: db.open_tree("assertions")?,
+            meta: db.open_tree("meta")?,
+            users: db.open_tree(Projection::Users.tree_name())?,
+            users_by_role: db.open_tree(Projection::UsersByRole.tree_name())?,
+            acl: db.open_tree(Projection::Acl.tree_name())?,
+            orgs: db.open_tree(Projection::Orgs.tree_name())?,
+        })
+    }
+
+    pub fn projection(&self, projection: Projection) -> &sled::Tree {
+        match projection {
+            Projection::Users => &self.users,
+            Projection::UsersByRole => &self.users_by_role,
+            Projection::Acl => &self.acl,
+            Projection::Orgs => &self.orgs,
+        }
+    }
+}
+
+/// `meta` keys.
+pub(crate) const META_LAST_SEQ: &[u8] = b"last_seq";
+pub(crate) const META_LAST_HASH: &[u8] = b"last_hash";
+
+/// The event log and its projections.
+#[derive(Debug)]
+pub struct Store {
+    db: sled::Db,
+    trees: Trees,
+    hasher: ChainHasher,
+    sender: Option<SyncSender<writer::Job>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the store. Opening reads the head from `meta`; it does not replay
+    /// the log.
+    pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(&config.path)?;
+        let sled_config = sled::Config::new()
+            .path(&config.path)
+            .cache_capacity(CACHE_BYTES)
+            // Every batch flushes explicitly; a timer flush would only add writes.
+            .flush_every_ms(None);
+        let db = open_with_lock_retry(&sled_config)?;
+        let trees = Trees::open(&db)?;
+        let hasher = match &config.chain_key {
+            Some(key) => ChainHasher::keyed(key),
+            None => ChainHasher::Sha256,
+        };
+        durability::sync_directory(&config.path)?;
+        let (sender, handle) = writer::spawn(
+            db.clone(),
+            trees.clone(),
+            hasher.clone(),
+            config.path.clone(),
+        )?;
+        Ok(Store {
+            db,
+            trees,
+            hasher,
+            sender: Some(sender),
+            writer: Some(handle),
+            path: config.path.clone(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn hasher(&self) -> &ChainHasher {
+        &self.hasher
+    }
+
+    fn submit(
+        &self,
+        request: AppendRequest,
+    ) -> Result<tokio::sync::oneshot::Receiver<writer::Reply>, AppendError> {
+        if request.events.is_empty() || request.events.len() > APPEND_EVENTS_MAX {
+            return Err(AppendError::Invalid(format!(
+                "{} events (1 to {APPEND_EVENTS_MAX})",
+                request.events.len()
+            )));
+        }
+        let (reply, receiver) = tokio::sync::oneshot::channel();
+        let sender = self
+            .sender
+            .as_ref()
+            .ok_or_else(|| AppendError::Storage("store closed".into()))?;
+        match sender.try_send(writer::Job { request, reply }) {
+            Ok(()) => Ok(receiver),
+            Err(TrySendError::Full(_)) => Err(AppendError::Busy),
+            Err(TrySendError::Disconnected(_)) => {
+                Err(AppendError::Storage("writer stopped".into()))
+            }
+        }
+    }
+
+    /// Appends and waits until the events are durable.
+    pub async fn append(&self, request: AppendRequest) -> Result<Vec<Envelope>, AppendError> {
+        let receiver = self.submit(request)?;
+        receiver
+            .await
+            .map_err(|_| AppendError::Storage("writer stopped".into()))?
+    }
+
+    /// [`Store::append`] for threads outside an async runtime.
+    pub fn append_blocking(&self, request: AppendRequest) -> Result<Vec<Envelope>, AppendError> {
+        let receiver = self.submit(request)?;
+        receiver
+            .blocking_recv()
+            .map_err(|_| AppendError::Storage("writer stopped".into()))?
+    }
+
+    /// The last sequence number and hash (0 and the genesis hash when empty).
+    pub fn head(&self) -> Result<(u64, [u8; 32]), StoreError> {
+        writer::read_head(&self.trees.meta)
+    }
+
+    /// Envelopes with `seq > after`, in order, at most `limit`.
+    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Envelope>, StoreError> {
+        let start = keys::seq(after.saturating_add(1));
+        self.trees
+            .events
+            .range(start..)
+            .take(limit)
+            .map(|entry| Ok(envelope::decode(&entry?.1)?))
+            .collect()
+    }
+
+    /// The envelopes of one stream, in order; `up_to_seq` cuts it for history and as-of.
+    pub fn stream(
+        &self,
+        org_id: &str,
+        stream: &str,
+        up_to_seq: Option<u64>,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let mut envelopes = Vec::new();
+        for entry in self
+            .trees
+            .streams
+            .scan_prefix(keys::stream_prefix(org_id, stream))
+        {
+            let (_, seq) = entry?;
+            let seq = u64::from_be_bytes(
+                seq.as_ref()
+                    .try_into()
+                    .map_err(|_| corrupt("stream index"))?,
+            );
+            if up_to_seq.is_some_and(|last| seq > last) {
+                break;
+            }
+            let bytes = self
+                .trees
+                .events
+                .get(keys::seq(seq))?
+                .ok_or_else(|| corrupt("indexed event missing"))?;
+            envelopes.push(envelope::decode(&bytes)?);
+        }
+        Ok(envelopes)
+    }
+
+    /// The current version of a stream (0 when it has no event).
+    pub fn stream_version(&self, org_id: &str, stream: &str) -> Result<u64, StoreError> {
+        writer::read_u64(&self.trees.heads, &keys::head(org_id, stream))
+    }
+
+    /// The user as projected now.
+    pub fn user(&self, org_id: &str, user_id: &str) -> Result<Option<UserState>, StoreError> {
+        match self.trees.users.get(keys::user(org_id, user_id))? {
+            Some(bytes) => Ok(Some(
+                bincode::deserialize(&bytes).map_err(|e| corrupt(&e.to_string()))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Users of an org in user ID order, after `cursor`, at most `limit`.
+    pub fn users(
+        &self,
+        org_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<UserState>, StoreError> {
+        let prefix = keys::org_prefix(org_id);
+        let start = match after {
+            Some(user_id) => {
+                let mut key = keys::user(org_id, user_id);
+                key.push(0);
+                key
+            }
+            None => prefix.clone(),
+        };
+        let mut users = Vec::new();
+        for entry in self.trees.users.range(start..).take(limit) {
+            let (key, bytes) = entry?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            users.push(bincode::deserialize(&bytes).map_err(|e| corrupt(&e.to_string()))?);
+        }
+        Ok(users)
+    }
+
+    /// User IDs holding `role` in an org.
+    pub fn users_with_role(&self, org_id: &str, role: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = keys::role_prefix(org_id, role);
+        self.trees
+            .users_by_role
+            .scan_prefix(&prefix)
+            .map(|entry| Ok(String::from_utf8_lossy(&entry?.0[prefix.len()..]).into_owned()))
+            .collect()
+    }
+
+    /// (user ID, role ID) of every grant on a resource.
+    pub fn grants_on(
+        &self,
+        org_id: &str,
+        on_type: &str,
+        on: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let prefix = keys::acl_prefix(org_id, on_type, on);
+        let mut grants = Vec::new();
+        for entry in self.trees.acl.scan_prefix(&prefix) {
+            let (key, _) = entry?;
+            let rest = &key[prefix.len()..];
+            let (user, role) = rest
+                .iter()
+                .position(|b| *b == keys::SEPARATOR)
+                .map(|at| (&rest[..at], &rest[at + 1..]))
+                .ok_or_else(|| corrupt("acl key"))?;
+            grants.push((
+                String::from_utf8_lossy(user).into_owned(),
+                String::from_utf8_lossy(role).into_owned(),
+            ));
+        }
+        Ok(grants)
+    }
+
+    /// An org's configuration as projected now.
+    pub fn org(&self, org_id: &str) -> Result<Option<OrgConfig>, StoreError> {
+        match self.trees.orgs.get(org_id.as_bytes())? {
+            Some(bytes) => Ok(Some(
+                bincode::deserialize(&bytes).map_err(|e| corrupt(&e.to_string()))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Forgets assertion IDs whose NotOnOrAfter is before `now` (Unix nanoseconds): the
+    /// validator refuses those assertions as expired anyway.
+    pub fn prune_assertions(&self, now: i128) -> Result<usize, StoreError> {
+        let mut pruned = 0;
+        for entry in self.trees.assertions.iter() {
+            let (key, value) = entry?;
+            let expiry = i128::from_be_bytes(
+                value
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| corrupt("assertion expiry"))?,
+            );
+            if expiry < now {
+                self.trees.assertions.remove(key)?;
+                pruned += 1;
+            }
+        }
+        Ok(pruned)
+    }
+
+    pub(crate) fn trees(&self) -> &Trees {
+        &self.trees
+    }
+
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// Stops the writer after the requests already queued, and flushes.
+    pub fn close(mut self) -> Result<(), StoreError> {
+        self.shutdown();
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn shutdown(&mut self) {
+        self.sender.take();
+        if let Some(handle) = self.writer.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// How long `open` waits for the directory lock: sled's background threads release it a
+/// moment after the previous owner (a closing store, an exiting process) lets go.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn open_with_lock_retry(config: &sled::Config) -> Result<sled::Db, sled::Error> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(error))
+                if error.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+pub(crate) fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}

@@ -1,0 +1,310 @@
+//! The single writer: takes queued append requests in batches, commits each batch in one
+//! sled transaction, flushes once, syncs, then answers. Group commit: many concurrent
+//! logins share one flush.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use sled::Transactional;
+use sled::transaction::{
+    ConflictableTransactionError, TransactionalTree, UnabortableTransactionError,
+};
+
+use super::envelope::{CONFIG_STREAM, ChainHasher, Envelope, GENESIS_HASH, Unsealed};
+use super::projections::{ProjectError, Projection, ProjectionStore, project};
+use super::{
+    AppendError, AppendRequest, BATCH_REQUESTS_MAX, META_LAST_HASH, META_LAST_SEQ,
+    QUEUE_REQUESTS_MAX, StoreError, Trees, corrupt, durability, keys,
+};
+use crate::events::Event;
+
+pub(crate) type Reply = Result<Vec<Envelope>, AppendError>;
+
+pub(crate) struct Job {
+    pub request: AppendRequest,
+    pub reply: tokio::sync::oneshot::Sender<Reply>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("request", &self.request)
+            .finish()
+    }
+}
+
+pub(crate) fn spawn(
+    db: sled::Db,
+    trees: Trees,
+    hasher: ChainHasher,
+    path: PathBuf,
+) -> std::io::Result<(SyncSender<Job>, std::thread::JoinHandle<()>)> {
+    let (sender, receiver) = sync_channel(QUEUE_REQUESTS_MAX);
+    let handle = std::thread::Builder::new()
+        .name("jitledger-writer".into())
+        .spawn(move || {
+            run(
+                &db,
+                &trees,
+                &hasher,
+                durability::Syncer::new(&path),
+                &receiver,
+            )
+        })?;
+    Ok((sender, handle))
+}
+
+fn run(
+    db: &sled::Db,
+    trees: &Trees,
+    hasher: &ChainHasher,
+    mut syncer: durability::Syncer,
+    receiver: &Receiver<Job>,
+) {
+    // After a failed flush or sync the state of the files is unknown (an fsync error can
+    // drop dirty pages); every later append is refused rather than acknowledged on top.
+    let mut failed: Option<String> = None;
+    while let Ok(first) = receiver.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH_REQUESTS_MAX {
+            match receiver.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let replies: Vec<Reply> = match &failed {
+            Some(reason) => batch
+                .iter()
+                .map(|_| Err(AppendError::Storage(reason.clone())))
+                .collect(),
+            None => match commit(trees, hasher, &batch).and_then(|replies| {
+                db.flush().map_err(|e| e.to_string())?;
+                syncer.sync().map_err(|e| e.to_string())?;
+                Ok(replies)
+            }) {
+                Ok(replies) => replies,
+                Err(reason) => {
+                    tracing::error!(%reason, "append batch failed; refusing further appends");
+                    failed = Some(reason.clone());
+                    batch
+                        .iter()
+                        .map(|_| Err(AppendError::Storage(reason.clone())))
+                        .collect()
+                }
+            },
+        };
+        for (job, reply) in batch.into_iter().zip(replies) {
+            // A caller that stopped waiting is no reason to stop the writer.
+            let _ = job.reply.send(reply);
+        }
+    }
+}
+
+pub(crate) fn read_u64(tree: &sled::Tree, key: &[u8]) -> Result<u64, StoreError> {
+    match tree.get(key)? {
+        Some(bytes) => Ok(u64::from_be_bytes(
+            bytes
+                .as_ref()
+                .try_into()
+                .map_err(|_| corrupt("u64 value"))?,
+        )),
+        None => Ok(0),
+    }
+}
+
+pub(crate) fn read_head(meta: &sled::Tree) -> Result<(u64, [u8; 32]), StoreError> {
+    let seq = read_u64(meta, META_LAST_SEQ)?;
+    let hash = match meta.get(META_LAST_HASH)? {
+        Some(bytes) => bytes
+            .as_ref()
+            .try_into()
+            .map_err(|_| corrupt("last hash"))?,
+        None => GENESIS_HASH,
+    };
+    Ok((seq, hash))
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<String>>;
+
+fn tx_u64(tree: &TransactionalTree, key: &[u8]) -> TxResult<u64> {
+    match tree.get(key)? {
+        Some(bytes) => bytes
+            .as_ref()
+            .try_into()
+            .map(u64::from_be_bytes)
+            .map_err(|_| ConflictableTransactionError::Abort("corrupt u64 value".to_string())),
+        None => Ok(0),
+    }
+}
+
+/// The projection trees of a transaction.
+struct TxProjections<'t> {
+    users: &'t TransactionalTree,
+    users_by_role: &'t TransactionalTree,
+    acl: &'t TransactionalTree,
+    orgs: &'t TransactionalTree,
+}
+
+impl TxProjections<'_> {
+    fn tree(&self, projection: Projection) -> &TransactionalTree {
+        match projection {
+            Projection::Users => self.users,
+            Projection::UsersByRole => self.users_by_role,
+            Projection::Acl => self.acl,
+            Projection::Orgs => self.orgs,
+        }
+    }
+}
+
+impl ProjectionStore for TxProjections<'_> {
+    type Error = UnabortableTransactionError;
+    fn get(&self, projection: Projection, key: &[u8]) -> Result<Option<Vec<u8>>, Self::Error> {
+        Ok(self.tree(projection).get(key)?.map(|value| value.to_vec()))
+    }
+    fn insert(
+        &mut self,
+        projection: Projection,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> Result<(), Self::Error> {
+        self.tree(projection).insert(key, value)?;
+        Ok(())
+    }
+    fn remove(&mut self, projection: Projection, key: &[u8]) -> Result<(), Self::Error> {
+        self.tree(projection).remove(key)?;
+        Ok(())
+    }
+}
+
+/// Whether `events` may start or continue a stream at `version`: a user stream starts with
+/// `UserProvisioned` and holds user events only; a configuration stream starts with
+/// `OrgCreated` and holds configuration events only.
+fn check_shape(request: &AppendRequest, version: u64) -> Result<(), AppendError> {
+    let is_user_event = |event: &Event| {
+        matches!(
+            event,
+            Event::UserProvisioned(_)
+                | Event::ProfileUpdated(_)
+                | Event::RoleChanged(_)
+                | Event::AclReplaced(_)
+                | Event::LoginRecorded(_)
+        )
+    };
+    let (first_ok, all_ok) = if request.stream == CONFIG_STREAM {
+        (
+            version > 0 || matches!(request.events.first(), Some(Event::OrgCreated(_))),
+            request.events.iter().all(|e| !is_user_event(e)),
+        )
+    } else if request.stream.starts_with("user:") {
+        (
+            version > 0 || matches!(request.events.first(), Some(Event::UserProvisioned(_))),
+            request.events.iter().all(is_user_event),
+        )
+    } else {
+        (false, false)
+    };
+    if first_ok && all_ok {
+        Ok(())
+    } else {
+        Err(AppendError::Invalid(format!(
+            "events do not fit stream {:?} at version {version}",
+            request.stream
+        )))
+    }
+}
+
+/// Commits a batch in one transaction; each request gets its envelopes or its refusal.
+fn commit(trees: &Trees, hasher: &ChainHasher, batch: &[Job]) -> Result<Vec<Reply>, String> {
+    let all = (
+        &trees.events,
+        &trees.streams,
+        &trees.heads,
+        &trees.assertions,
+        &trees.meta,
+        &trees.users,
+        &trees.users_by_role,
+        &trees.acl,
+        &trees.orgs,
+    );
+    let result = all.transaction(
+        |(events, streams, heads, assertions, meta, users, users_by_role, acl, orgs)| {
+            let mut last_seq = tx_u64(meta, META_LAST_SEQ)?;
+            let mut last_hash: [u8; 32] = match meta.get(META_LAST_HASH)? {
+                Some(bytes) => bytes.as_ref().try_into().map_err(|_| {
+                    ConflictableTransactionError::Abort("corrupt last hash".to_string())
+                })?,
+                None => GENESIS_HASH,
+            };
+            let mut projections = TxProjections {
+                users,
+                users_by_role,
+                acl,
+                orgs,
+            };
+            let mut replies = Vec::with_capacity(batch.len());
+            for job in batch {
+                let request = &job.request;
+                let head_key = keys::head(&request.org_id, &request.stream);
+                let actual = tx_u64(heads, &head_key)?;
+                if actual != request.expected_version {
+                    replies.push(Err(AppendError::Conflict {
+                        expected: request.expected_version,
+                        actual,
+                    }));
+                    continue;
+                }
+                if let Err(refusal) = check_shape(request, actual) {
+                    replies.push(Err(refusal));
+                    continue;
+                }
+                if let Some(guard) = &request.assertion {
+                    let key = keys::assertion(&request.org_id, &guard.assertion_id);
+                    if assertions.get(&key)?.is_some() {
+                        replies.push(Err(AppendError::ReplayedAssertion {
+                            assertion_id: guard.assertion_id.clone(),
+                        }));
+                        continue;
+                    }
+                    assertions.insert(key, &guard.not_on_or_after.to_be_bytes())?;
+                }
+                let mut appended = Vec::with_capacity(request.events.len());
+                for (offset, event) in request.events.iter().enumerate() {
+                    last_seq += 1;
+                    let version = actual + offset as u64 + 1;
+                    let unsealed = Unsealed {
+                        seq: last_seq,
+                        org_id: request.org_id.clone(),
+                        stream: request.stream.clone(),
+                        stream_version: version,
+                        recorded_at: request.recorded_at,
+                        cause: request.cause.clone(),
+                        event: event.clone(),
+                    };
+                    let (bytes, envelope) = unsealed.seal(last_hash, hasher);
+                    last_hash = envelope.hash;
+                    events.insert(&keys::seq(last_seq), bytes)?;
+                    streams.insert(
+                        keys::stream_entry(&request.org_id, &request.stream, version),
+                        &keys::seq(last_seq),
+                    )?;
+                    project(&mut projections, &envelope).map_err(|error| match error {
+                        ProjectError::Store(error) => ConflictableTransactionError::from(error),
+                        ProjectError::Corrupt(reason) => {
+                            ConflictableTransactionError::Abort(reason)
+                        }
+                    })?;
+                    appended.push(envelope);
+                }
+                heads.insert(
+                    head_key,
+                    &(actual + request.events.len() as u64).to_be_bytes(),
+                )?;
+                replies.push(Ok(appended));
+            }
+            meta.insert(META_LAST_SEQ, &last_seq.to_be_bytes())?;
+            meta.insert(META_LAST_HASH, &last_hash)?;
+            Ok(replies)
+        },
+    );
+    result.map_err(|error| format!("transaction failed: {error:?}"))
+}

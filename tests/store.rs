@@ -1,0 +1,472 @@
+//! The sled event log: appends, optimistic concurrency, replay protection, the hash chain
+//! and its tamper evidence, projections against a fresh fold, and group commit under
+//! concurrency.
+
+use std::sync::Arc;
+
+use jitledger::events::{
+    AclEntry, Event, FieldChange, JitSettings, JitSettingsChanged, LoginRecorded, OnType,
+    OrgCreated, ProfileField, ProfileUpdated, Source, UserProvisioned,
+};
+use jitledger::store::verify::{VerifyFailure, check_chain};
+use jitledger::store::{
+    AppendError, AppendRequest, AssertionGuard, CONFIG_STREAM, Cause, ChainHasher, Store,
+    StoreConfig, user_stream,
+};
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(&StoreConfig::new(dir.path())).unwrap()
+}
+
+fn org_created() -> AppendRequest {
+    AppendRequest {
+        org_id: "acme".into(),
+        stream: CONFIG_STREAM.into(),
+        expected_version: 0,
+        events: vec![
+            Event::OrgCreated(OrgCreated {
+                sp_entity_id: "https://sp.example.com".into(),
+                acs_url: "https://sp.example.com/acs".into(),
+                clock_skew_seconds: 120,
+                allow_idp_initiated: true,
+            }),
+            Event::IdpRegistered(jitledger::events::IdpMetadata {
+                idp_id: "okta".into(),
+                entity_id: "https://okta.example.com".into(),
+                metadata_xml: "<md:EntityDescriptor/>".into(),
+            }),
+            Event::JitSettingsChanged(JitSettingsChanged {
+                idp_id: "okta".into(),
+                settings: JitSettings {
+                    enabled: true,
+                    ..JitSettings::default()
+                },
+            }),
+        ],
+        cause: Cause::Admin {
+            token_id: "bootstrap".into(),
+        },
+        assertion: None,
+        recorded_at: 1,
+    }
+}
+
+fn login_cause(n: u64) -> Cause {
+    Cause::Login {
+        login_id: format!("login-{n}"),
+        assertion_id: format!("_a{n}"),
+        idp_id: "okta".into(),
+    }
+}
+
+fn provisioned(user: &str, role: &str, acl: Vec<AclEntry>) -> Event {
+    Event::UserProvisioned(UserProvisioned {
+        user_id: user.into(),
+        idp_id: "okta".into(),
+        profile: vec![FieldChange {
+            field: ProfileField::Email,
+            from: None,
+            to: Some(user.into()),
+            source: Source::Attribute {
+                idp_id: "okta".into(),
+                attribute: "emailAddress".into(),
+            },
+        }],
+        role: role.into(),
+        role_source: Source::DefaultRole {
+            idp_id: "okta".into(),
+        },
+        acl,
+        acl_source: None,
+    })
+}
+
+fn recorded(n: u64) -> Event {
+    Event::LoginRecorded(LoginRecorded {
+        assertion_id: format!("_a{n}"),
+        idp_id: "okta".into(),
+        authn_instant: n as i128,
+        session_index: None,
+        session_not_on_or_after: None,
+    })
+}
+
+fn user_append(user: &str, expected_version: u64, events: Vec<Event>, n: u64) -> AppendRequest {
+    AppendRequest {
+        org_id: "acme".into(),
+        stream: user_stream(user),
+        expected_version,
+        events,
+        cause: login_cause(n),
+        assertion: Some(AssertionGuard {
+            assertion_id: format!("_a{n}"),
+            not_on_or_after: 1_000 + n as i128,
+        }),
+        recorded_at: 10 + n as i128,
+    }
+}
+
+/// An org and three users, one of them updated.
+fn populated(store: &Store) {
+    store.append_blocking(org_created()).unwrap();
+    let acl = vec![AclEntry {
+        role_id: "Admin".into(),
+        on: "acct-1".into(),
+        on_type: OnType::Account,
+    }];
+    store
+        .append_blocking(user_append(
+            "alice",
+            0,
+            vec![provisioned("alice", "Admin", acl), recorded(1)],
+            1,
+        ))
+        .unwrap();
+    store
+        .append_blocking(user_append(
+            "bob",
+            0,
+            vec![provisioned("bob", "Agent", vec![]), recorded(2)],
+            2,
+        ))
+        .unwrap();
+    store
+        .append_blocking(user_append(
+            "carol",
+            0,
+            vec![provisioned("carol", "Agent", vec![]), recorded(3)],
+            3,
+        ))
+        .unwrap();
+    let update = Event::ProfileUpdated(ProfileUpdated {
+        changes: vec![FieldChange {
+            field: ProfileField::FirstName,
+            from: None,
+            to: Some("Bob".into()),
+            source: Source::Attribute {
+                idp_id: "okta".into(),
+                attribute: "firstName".into(),
+            },
+        }],
+    });
+    store
+        .append_blocking(user_append("bob", 2, vec![update, recorded(4)], 4))
+        .unwrap();
+}
+
+#[test]
+fn appends_are_numbered_chained_and_projected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    populated(&store);
+    let all = store.events_after(0, 100).unwrap();
+    let seqs: Vec<u64> = all.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=11).collect::<Vec<_>>());
+    for pair in all.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].hash);
+    }
+    let bob = store.user("acme", "bob").unwrap().unwrap();
+    assert_eq!(bob.field(ProfileField::FirstName), Some("Bob"));
+    assert_eq!(bob.version, 4);
+    assert_eq!(
+        store.users_with_role("acme", "Agent").unwrap(),
+        ["bob", "carol"]
+    );
+    assert_eq!(
+        store.grants_on("acme", "ACCOUNT", "acct-1").unwrap(),
+        [("alice".to_string(), "Admin".to_string())]
+    );
+    assert!(store.org("acme").unwrap().unwrap().idps["okta"].jit.enabled);
+    assert_eq!(
+        store
+            .stream("acme", &user_stream("bob"), None)
+            .unwrap()
+            .len(),
+        4
+    );
+    assert_eq!(store.verify().unwrap().events, 11);
+}
+
+#[test]
+fn wrong_expected_version_is_a_conflict_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    populated(&store);
+    let before = store.head().unwrap();
+    let stale = user_append("bob", 1, vec![recorded(9)], 9);
+    assert_eq!(
+        store.append_blocking(stale),
+        Err(AppendError::Conflict {
+            expected: 1,
+            actual: 4
+        })
+    );
+    assert_eq!(store.head().unwrap(), before);
+}
+
+#[test]
+fn an_assertion_can_be_appended_once_even_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        populated(&store);
+        store.close().unwrap();
+    }
+    let store = open(&dir);
+    let replay = user_append("bob", 4, vec![recorded(2)], 2);
+    assert_eq!(
+        store.append_blocking(replay),
+        Err(AppendError::ReplayedAssertion {
+            assertion_id: "_a2".into()
+        })
+    );
+    assert_eq!(store.head().unwrap().0, 11);
+    // Once expired, the ID is forgotten (the validator refuses the assertion as expired).
+    assert_eq!(store.prune_assertions(1_003).unwrap(), 2);
+}
+
+#[test]
+fn streams_must_start_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.append_blocking(org_created()).unwrap();
+    let orphan = user_append("dave", 0, vec![recorded(5)], 5);
+    assert!(matches!(
+        store.append_blocking(orphan),
+        Err(AppendError::Invalid(_))
+    ));
+    assert_eq!(store.head().unwrap().0, 3);
+}
+
+#[test]
+fn reopening_does_not_replay_and_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = {
+        let store = open(&dir);
+        populated(&store);
+        let head = store.head().unwrap();
+        store.close().unwrap();
+        head
+    };
+    let store = open(&dir);
+    assert_eq!(store.head().unwrap(), head);
+    assert_eq!(store.verify().unwrap().events, 11);
+}
+
+#[test]
+fn rebuild_equals_the_incremental_projections() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    populated(&store);
+    let before: Vec<_> = store.users("acme", None, 100).unwrap();
+    assert_eq!(store.rebuild(|_, _| {}).unwrap(), 11);
+    assert_eq!(store.users("acme", None, 100).unwrap(), before);
+    store.verify().unwrap();
+}
+
+// ---- Tamper evidence: verify names the first bad seq.
+
+/// Closes the store, edits the raw events tree, and verifies a reopened store.
+fn tampered(edit: impl FnOnce(&sled::Tree)) -> VerifyFailure {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        populated(&store);
+        store.close().unwrap();
+    }
+    {
+        let db = raw_sled(&dir);
+        edit(&db.open_tree("events").unwrap());
+        db.flush().unwrap();
+    }
+    open(&dir).verify().unwrap_err()
+}
+
+/// The raw sled database under a closed store (its lock is released a moment after close).
+fn raw_sled(dir: &tempfile::TempDir) -> sled::Db {
+    for _ in 0..500 {
+        match sled::open(dir.path()) {
+            Ok(db) => return db,
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+    panic!("sled directory stays locked")
+}
+
+fn seq_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+#[test]
+fn flipping_a_byte_of_a_stored_event_fails_verify_at_its_seq() {
+    let failure = tampered(|events| {
+        let mut bytes = events.get(seq_key(5)).unwrap().unwrap().to_vec();
+        bytes[40] ^= 0x01;
+        events.insert(seq_key(5), bytes).unwrap();
+    });
+    assert!(
+        matches!(failure, VerifyFailure::Chain { seq: 5, .. }),
+        "{failure:?}"
+    );
+}
+
+#[test]
+fn flipping_any_byte_of_any_event_breaks_the_chain_at_its_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        populated(&store);
+        store.close().unwrap();
+    }
+    let records: Vec<(Vec<u8>, Vec<u8>)> = {
+        let db = raw_sled(&dir);
+        let events = db.open_tree("events").unwrap();
+        events
+            .iter()
+            .map(|entry| entry.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+            .collect()
+    };
+    let hasher = ChainHasher::Sha256;
+    let intact = check_chain(
+        records.iter().cloned().map(Ok),
+        &hasher,
+        &mut Default::default(),
+    );
+    assert_eq!(intact.unwrap().0, 11);
+    for (index, (_, bytes)) in records.iter().enumerate() {
+        for position in 0..bytes.len() {
+            let mut copy = records.clone();
+            copy[index].1[position] ^= 0x01;
+            let failure = check_chain(copy.into_iter().map(Ok), &hasher, &mut Default::default())
+                .unwrap_err();
+            let seq = index as u64 + 1;
+            assert!(
+                matches!(failure, VerifyFailure::Chain { seq: s, .. } if s == seq),
+                "{seq}/{position}: {failure:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn deleting_an_event_is_detected_at_its_seq() {
+    let failure = tampered(|events| {
+        events.remove(seq_key(7)).unwrap();
+    });
+    assert!(
+        matches!(failure, VerifyFailure::Chain { seq: 7, .. }),
+        "{failure:?}"
+    );
+}
+
+#[test]
+fn deleting_the_last_event_is_detected() {
+    let failure = tampered(|events| {
+        events.remove(seq_key(11)).unwrap();
+    });
+    assert!(
+        matches!(failure, VerifyFailure::Chain { seq: 11, .. }),
+        "{failure:?}"
+    );
+}
+
+#[test]
+fn reordering_two_events_is_detected_at_the_first() {
+    let failure = tampered(|events| {
+        let four = events.get(seq_key(4)).unwrap().unwrap();
+        let six = events.get(seq_key(6)).unwrap().unwrap();
+        events.insert(seq_key(4), six).unwrap();
+        events.insert(seq_key(6), four).unwrap();
+    });
+    assert!(
+        matches!(failure, VerifyFailure::Chain { seq: 4, .. }),
+        "{failure:?}"
+    );
+}
+
+#[test]
+fn a_projection_edited_behind_the_log_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        populated(&store);
+        store.close().unwrap();
+    }
+    {
+        let db = raw_sled(&dir);
+        let roles = db.open_tree("users_by_role").unwrap();
+        roles.insert(b"acme\0Admin\0mallory", b"".to_vec()).unwrap();
+        db.flush().unwrap();
+    }
+    let failure = open(&dir).verify().unwrap_err();
+    assert!(
+        matches!(
+            failure,
+            VerifyFailure::Projection {
+                projection: "users_by_role",
+                ..
+            }
+        ),
+        "{failure:?}"
+    );
+}
+
+#[test]
+fn a_chain_key_makes_the_chain_unforgeable_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let keyed = StoreConfig {
+        chain_key: Some(b"secret".to_vec()),
+        ..StoreConfig::new(dir.path())
+    };
+    {
+        let store = Store::open(&keyed).unwrap();
+        populated(&store);
+        store.verify().unwrap();
+        store.close().unwrap();
+    }
+    // Verified without the key, the chain does not hold.
+    let failure = open(&dir).verify().unwrap_err();
+    assert!(
+        matches!(failure, VerifyFailure::Chain { seq: 1, .. }),
+        "{failure:?}"
+    );
+}
+
+// ---- Concurrency: group commit and optimistic concurrency.
+
+#[test]
+fn concurrent_appends_to_one_stream_keep_consecutive_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(&dir));
+    store.append_blocking(org_created()).unwrap();
+    store
+        .append_blocking(user_append(
+            "alice",
+            0,
+            vec![provisioned("alice", "Agent", vec![]), recorded(0)],
+            0,
+        ))
+        .unwrap();
+    let threads: Vec<_> = (1..=64u64)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                loop {
+                    // Read, decide (here: always one LoginRecorded), append; on conflict, again.
+                    let version = store.stream_version("acme", &user_stream("alice")).unwrap();
+                    match store.append_blocking(user_append("alice", version, vec![recorded(n)], n))
+                    {
+                        Ok(envelopes) => return envelopes[0].stream_version,
+                        Err(AppendError::Conflict { .. }) => continue,
+                        Err(other) => panic!("{other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut versions: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    versions.sort();
+    assert_eq!(versions, (3..=66).collect::<Vec<_>>());
+    assert_eq!(store.user("acme", "alice").unwrap().unwrap().version, 66);
+    store.verify().unwrap();
+}
