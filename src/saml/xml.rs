@@ -314,6 +314,14 @@ impl<'l> Builder<'l> {
         let input = &input[bom_bytes..];
         let input = std::str::from_utf8(input)
             .map_err(|e| malformed(bom_bytes + e.valid_up_to(), "not UTF-8"))?;
+        // XML 1.0 §2.2: every literal character is a Char (no C0 controls but tab, CR and
+        // LF; no surrogates, U+FFFE or U+FFFF). References are checked where resolved.
+        if let Some(position) = input.find(|c: char| !is_xml_char(c)) {
+            return Err(malformed(
+                bom_bytes + position,
+                "character not allowed in XML",
+            ));
+        }
         let mut reader = Reader::from_str(input);
         let config = reader.config_mut();
         config.check_end_names = true;
@@ -385,6 +393,9 @@ impl<'l> Builder<'l> {
                 }
                 Event::Text(text) => {
                     let raw: &str = &text;
+                    if raw.contains("]]>") {
+                        return Err(malformed(offset, "']]>' in text"));
+                    }
                     if self.open.is_empty() {
                         if raw.trim_matches(is_xml_whitespace).is_empty() {
                             continue;
@@ -622,7 +633,12 @@ impl<'l> Builder<'l> {
                 max: self.limits.name_bytes_max,
             });
         }
-        if name.is_empty()
+        let bad_start = |part: &str| {
+            part.chars()
+                .next()
+                .is_none_or(|c| c.is_ascii_digit() || c == '-' || c == '.')
+        };
+        if name.split(':').any(bad_start)
             || name.contains(|c: char| is_xml_whitespace(c) || "<>&\"'=/".contains(c))
         {
             return Err(malformed(offset, format!("invalid name {name:?}")));
@@ -919,5 +935,35 @@ mod tests {
                 data: "\u{a0}x ".to_string()
             }
         );
+    }
+
+    #[test]
+    fn characters_outside_xml_char_are_refused() {
+        for input in [
+            "<a>\u{1}</a>",
+            "<a b=\"\u{8}\"/>",
+            "<a>\u{FFFE}</a>",
+            "<a><!--\u{0}--></a>",
+        ] {
+            assert!(
+                matches!(parse(input), Err(XmlError::Malformed { .. })),
+                "{input:?}"
+            );
+        }
+        assert!(parse("<a>\t\r\n\u{10FFFF}</a>").is_ok());
+    }
+
+    #[test]
+    fn cdata_end_in_text_and_bad_name_starts_are_refused() {
+        assert!(matches!(
+            parse("<a>x]]>y</a>"),
+            Err(XmlError::Malformed { .. })
+        ));
+        assert!(matches!(parse("<1a/>"), Err(XmlError::Malformed { .. })));
+        assert!(matches!(
+            parse("<a -b=\"1\"/>"),
+            Err(XmlError::Malformed { .. })
+        ));
+        assert!(parse("<a><![CDATA[x]]></a>").is_ok());
     }
 }
