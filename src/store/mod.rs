@@ -7,12 +7,18 @@
 //! writes), so they survive a process crash and a power loss of a device that honours
 //! flushes.
 
+pub mod conformance;
 pub mod durability;
 pub mod envelope;
+pub mod export;
+pub mod history;
 pub mod keys;
 pub mod projections;
 pub mod verify;
 mod writer;
+
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{SyncSender, TrySendError};
@@ -105,6 +111,79 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// The event log as any engine must provide it. `Store` (sled) is the embedded one; the
+/// conformance suite in [`conformance`] is written against this trait so that another engine
+/// (PostgreSQL, NATS JetStream) is held to the same behaviour.
+pub trait EventLog: Send + Sync {
+    /// Appends atomically and returns when durable.
+    fn append(&self, request: AppendRequest) -> Result<Vec<Envelope>, AppendError>;
+    fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Envelope>, StoreError>;
+    fn stream(
+        &self,
+        org_id: &str,
+        stream: &str,
+        up_to_seq: Option<u64>,
+    ) -> Result<Vec<Envelope>, StoreError>;
+    fn stream_version(&self, org_id: &str, stream: &str) -> Result<u64, StoreError>;
+    fn head(&self) -> Result<(u64, [u8; 32]), StoreError>;
+}
+
+/// Reads of the projections, as any engine must provide them.
+pub trait ProjectionReads: Send + Sync {
+    fn user(&self, org_id: &str, user_id: &str) -> Result<Option<UserState>, StoreError>;
+    fn users_with_role(&self, org_id: &str, role: &str) -> Result<Vec<String>, StoreError>;
+    fn grants_on(
+        &self,
+        org_id: &str,
+        on_type: &str,
+        on: &str,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+    fn org(&self, org_id: &str) -> Result<Option<OrgConfig>, StoreError>;
+}
+
+impl EventLog for Store {
+    fn append(&self, request: AppendRequest) -> Result<Vec<Envelope>, AppendError> {
+        self.append_blocking(request)
+    }
+    fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Envelope>, StoreError> {
+        Store::events_after(self, after, limit)
+    }
+    fn stream(
+        &self,
+        org_id: &str,
+        stream: &str,
+        up_to_seq: Option<u64>,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        Store::stream(self, org_id, stream, up_to_seq)
+    }
+    fn stream_version(&self, org_id: &str, stream: &str) -> Result<u64, StoreError> {
+        Store::stream_version(self, org_id, stream)
+    }
+    fn head(&self) -> Result<(u64, [u8; 32]), StoreError> {
+        Store::head(self)
+    }
+}
+
+impl ProjectionReads for Store {
+    fn user(&self, org_id: &str, user_id: &str) -> Result<Option<UserState>, StoreError> {
+        Store::user(self, org_id, user_id)
+    }
+    fn users_with_role(&self, org_id: &str, role: &str) -> Result<Vec<String>, StoreError> {
+        Store::users_with_role(self, org_id, role)
+    }
+    fn grants_on(
+        &self,
+        org_id: &str,
+        on_type: &str,
+        on: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        Store::grants_on(self, org_id, on_type, on)
+    }
+    fn org(&self, org_id: &str) -> Result<Option<OrgConfig>, StoreError> {
+        Store::org(self, org_id)
+    }
+}
+
 /// The trees of the store.
 #[derive(Debug, Clone)]
 pub(crate) struct Trees {
@@ -147,6 +226,7 @@ impl Trees {
 /// `meta` keys.
 pub(crate) const META_LAST_SEQ: &[u8] = b"last_seq";
 pub(crate) const META_LAST_HASH: &[u8] = b"last_hash";
+pub(crate) const META_LAST_RECORDED_AT: &[u8] = b"last_recorded_at";
 
 /// The event log and its projections.
 #[derive(Debug)]

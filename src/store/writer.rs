@@ -13,8 +13,8 @@ use sled::transaction::{
 use super::envelope::{CONFIG_STREAM, ChainHasher, Envelope, GENESIS_HASH, Unsealed};
 use super::projections::{ProjectError, Projection, ProjectionStore, project};
 use super::{
-    AppendError, AppendRequest, BATCH_REQUESTS_MAX, META_LAST_HASH, META_LAST_SEQ,
-    QUEUE_REQUESTS_MAX, StoreError, Trees, corrupt, durability, keys,
+    AppendError, AppendRequest, BATCH_REQUESTS_MAX, META_LAST_HASH, META_LAST_RECORDED_AT,
+    META_LAST_SEQ, QUEUE_REQUESTS_MAX, StoreError, Trees, corrupt, durability, keys,
 };
 use crate::events::Event;
 
@@ -235,6 +235,13 @@ fn commit(trees: &Trees, hasher: &ChainHasher, batch: &[Job]) -> Result<Vec<Repl
                 })?,
                 None => GENESIS_HASH,
             };
+            // recorded_at never goes back, so that a time bound cuts the log at one seq.
+            let mut last_recorded_at = match meta.get(META_LAST_RECORDED_AT)? {
+                Some(bytes) => i128::from_be_bytes(bytes.as_ref().try_into().map_err(|_| {
+                    ConflictableTransactionError::Abort("corrupt last recorded_at".to_string())
+                })?),
+                None => i128::MIN,
+            };
             let mut projections = TxProjections {
                 users,
                 users_by_role,
@@ -267,6 +274,8 @@ fn commit(trees: &Trees, hasher: &ChainHasher, batch: &[Job]) -> Result<Vec<Repl
                     }
                     assertions.insert(key, &guard.not_on_or_after.to_be_bytes())?;
                 }
+                let recorded_at = request.recorded_at.max(last_recorded_at);
+                last_recorded_at = recorded_at;
                 let mut appended = Vec::with_capacity(request.events.len());
                 for (offset, event) in request.events.iter().enumerate() {
                     last_seq += 1;
@@ -276,7 +285,7 @@ fn commit(trees: &Trees, hasher: &ChainHasher, batch: &[Job]) -> Result<Vec<Repl
                         org_id: request.org_id.clone(),
                         stream: request.stream.clone(),
                         stream_version: version,
-                        recorded_at: request.recorded_at,
+                        recorded_at,
                         cause: request.cause.clone(),
                         event: event.clone(),
                     };
@@ -303,6 +312,7 @@ fn commit(trees: &Trees, hasher: &ChainHasher, batch: &[Job]) -> Result<Vec<Repl
             }
             meta.insert(META_LAST_SEQ, &last_seq.to_be_bytes())?;
             meta.insert(META_LAST_HASH, &last_hash)?;
+            meta.insert(META_LAST_RECORDED_AT, &last_recorded_at.to_be_bytes())?;
             Ok(replies)
         },
     );
