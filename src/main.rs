@@ -3,17 +3,22 @@
 //! It is not for business rules: it wires the adapters in `jitledger::http` to the outside
 //! world (sockets, signals, the data directory) and nothing more.
 
-use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use jitledger::http::{AppState, app};
+use jitledger::cli::{self, CliError, Format, Source};
+use jitledger::http::{AppState, serve as serve_http};
+use jitledger::service::{Service, system_clock, tokens};
+use jitledger::store::history::AsOf;
+use jitledger::store::{Store, StoreConfig};
 use tokio::net::TcpListener;
 
 const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success; `serve` stopped cleanly after SIGINT or SIGTERM
-  1  runtime failure (data directory, listening socket, server error)
-  2  usage error (unknown subcommand, bad option)";
+  1  a check failed (verify, import) or a login was refused (login --dry-run)
+  2  usage error (unknown subcommand, bad option)
+  3  operational error (cannot open the data directory, listen, read or reach)";
 
 /// Event-sourced SAML 2.0 Just-In-Time user provisioning.
 #[derive(Debug, Parser)]
@@ -27,11 +32,109 @@ struct Cli {
 enum Command {
     /// Run the HTTP service until SIGINT or SIGTERM.
     ///
-    /// Once the socket is bound, prints exactly one line to stdout,
-    /// `listening on http://ADDR`, with the real address (useful with port 0).
-    /// Logs go to stderr.
+    /// Once the socket is bound, prints `listening on http://ADDR` to stdout, with the
+    /// real address (useful with port 0). On a fresh data directory without
+    /// JITLEDGER_ADMIN_TOKEN, first prints `admin token: TOKEN` once. Logs go to stderr.
     #[command(after_help = EXIT_CODES_HELP)]
     Serve(ServeArgs),
+    /// Check the hash chain and that the projections equal a fresh replay.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Verify(DataArgs),
+    /// Drop and rebuild the projections from the log.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Rebuild(DataArgs),
+    /// Write the log to a file that `import` and `replay --log` read back.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Export {
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// The file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Load an export into an empty data directory, proving its chain first.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Import {
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Replay the log and print every user as of a point in time.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Replay {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Only this organisation.
+        #[arg(long)]
+        org: Option<String>,
+        /// An RFC 3339 instant.
+        #[arg(long, conflicts_with = "to_seq")]
+        as_of: Option<String>,
+        /// The last sequence number to include.
+        #[arg(long)]
+        to_seq: Option<u64>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
+        format: OutputFormat,
+    },
+    /// Validate a response against an org's settings and print what it would write.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Login {
+        #[command(flatten)]
+        source: SourceArgs,
+        #[arg(long)]
+        org: String,
+        /// The response: raw XML or base64.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+        /// Write nothing (the only mode).
+        #[arg(long, required = true)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct DataArgs {
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+struct SourceArgs {
+    /// A data directory (the service must not be running on it).
+    #[arg(long, value_name = "DIR", group = "where")]
+    data: Option<PathBuf>,
+    /// A running service, read through /v1/events.
+    #[arg(long, value_name = "URL", group = "where", requires = "token")]
+    url: Option<String>,
+    /// The bootstrap admin token for --url.
+    #[arg(long)]
+    token: Option<String>,
+    /// An export file.
+    #[arg(long, value_name = "FILE", group = "where")]
+    log: Option<PathBuf>,
+}
+
+impl SourceArgs {
+    fn source(self) -> Source {
+        match (self.data, self.url, self.log) {
+            (Some(data), _, _) => Source::Data(data),
+            (_, Some(url), _) => Source::Url {
+                url,
+                token: self.token.unwrap_or_default(),
+            },
+            (_, _, Some(log)) => Source::Log(log),
+            // clap's group makes one of the three required.
+            _ => Source::Log(PathBuf::new()),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum OutputFormat {
+    Json,
+    Table,
 }
 
 #[derive(Debug, clap::Args)]
@@ -61,6 +164,8 @@ enum ServeError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot open the event log: {0}")]
+    Store(#[from] jitledger::store::StoreError),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: String,
@@ -72,23 +177,69 @@ enum ServeError {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Serve(args) => {
-            init_logging(args.log_format);
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    tracing::error!(%error, "cannot start the async runtime");
-                    return ExitCode::FAILURE;
-                }
+    let outcome: Result<String, CliError> = match cli.command {
+        Command::Serve(args) => return run_serve(args),
+        Command::Verify(args) => cli::verify(&args.data),
+        Command::Rebuild(args) => cli::rebuild(&args.data),
+        Command::Export { data, out } => cli::export(&data, &out),
+        Command::Import { data, file } => cli::import(&data, &file),
+        Command::Replay {
+            source,
+            org,
+            as_of,
+            to_seq,
+            format,
+        } => {
+            let point = match (as_of, to_seq) {
+                (Some(text), _) => match time::OffsetDateTime::parse(
+                    &text,
+                    &time::format_description::well_known::Rfc3339,
+                ) {
+                    Ok(instant) => AsOf::Time(instant.unix_timestamp_nanos()),
+                    Err(_) => {
+                        eprintln!("--as-of must be an RFC 3339 instant");
+                        return ExitCode::from(2);
+                    }
+                },
+                (None, Some(seq)) => AsOf::Seq(seq),
+                (None, None) => AsOf::Now,
             };
-            match runtime.block_on(serve(args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    tracing::error!(%error, "serve stopped");
-                    ExitCode::FAILURE
-                }
-            }
+            let format = match format {
+                OutputFormat::Json => Format::Json,
+                OutputFormat::Table => Format::Table,
+            };
+            cli::replay(&source.source(), org.as_deref(), point, format)
+        }
+        Command::Login {
+            source, org, file, ..
+        } => cli::login_dry_run(&source.source(), &org, &file),
+    };
+    match outcome {
+        Ok(text) => {
+            cli::print(&text);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{}", error.message);
+            ExitCode::from(error.exit_code)
+        }
+    }
+}
+
+fn run_serve(args: ServeArgs) -> ExitCode {
+    init_logging(args.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::from(cli::EXIT_ERROR);
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "serve stopped");
+            ExitCode::from(cli::EXIT_ERROR)
         }
     }
 }
@@ -113,6 +264,23 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         path: args.data.clone(),
         source,
     })?;
+    let config = StoreConfig {
+        chain_key: cli::chain_key(),
+        ..StoreConfig::new(&args.data)
+    };
+    let store = Arc::new(Store::open(&config)?);
+    let (token_hash, new_token) =
+        tokens::bootstrap(&args.data, std::env::var("JITLEDGER_ADMIN_TOKEN").ok()).map_err(
+            |source| ServeError::DataDir {
+                path: args.data.clone(),
+                source,
+            },
+        )?;
+    if let Some(token) = new_token {
+        // Shown once: only its hash is kept.
+        println!("admin token: {token}");
+    }
+    let service = Arc::new(Service::new(Arc::clone(&store), system_clock(), token_hash));
     let listener = TcpListener::bind(&args.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -124,10 +292,11 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     // The documented start-up line: tests and scripts read it to learn the bound port.
     println!("listening on http://{address}");
 
-    axum::serve(listener, app(AppState::new(args.data)))
-        .with_graceful_shutdown(shutdown_signal())
+    serve_http(listener, AppState::new(service), shutdown_signal())
         .await
         .map_err(ServeError::Server)?;
+    // In-flight requests have finished; their appends were acknowledged only when durable.
+    drop(store);
     tracing::info!("stopped");
     Ok(())
 }

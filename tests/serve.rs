@@ -28,7 +28,7 @@ impl Drop for Server {
 }
 
 /// Starts `jitledger serve` on a free port and returns it with the address it printed.
-fn start(data_dir: &std::path::Path) -> (Server, String) {
+fn start(data_dir: &std::path::Path) -> (Server, String, bool) {
     let child = Command::new(env!("CARGO_BIN_EXE_jitledger"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data_dir)
@@ -44,20 +44,37 @@ fn start(data_dir: &std::path::Path) -> (Server, String) {
     // after a timeout instead of hanging it.
     let (sender, receiver) = mpsc::channel();
     thread::spawn(move || {
-        let mut line = String::new();
-        let result = BufReader::new(stdout).read_line(&mut line).map(|_| line);
-        let _ = sender.send(result);
+        // A fresh data directory first prints the bootstrap admin token, once.
+        let mut reader = BufReader::new(stdout);
+        loop {
+            let mut line = String::new();
+            let result = reader.read_line(&mut line).map(|_| line);
+            let done = !matches!(&result, Ok(line) if line.starts_with("admin token: "));
+            let _ = sender.send(result);
+            if done {
+                break;
+            }
+        }
     });
-    let line = receiver
-        .recv_timeout(START_TIMEOUT)
-        .expect("server printed its address in time")
-        .expect("read server stdout");
+    let mut admin_token_printed = false;
+    let line = loop {
+        let line = receiver
+            .recv_timeout(START_TIMEOUT)
+            .expect("server printed its address in time")
+            .expect("read server stdout");
+        if line.starts_with("admin token: jlt.") {
+            admin_token_printed = true;
+            continue;
+        }
+        break line;
+    };
+
     let address = line
         .trim_end()
         .strip_prefix("listening on http://")
         .unwrap_or_else(|| panic!("unexpected start-up line: {line:?}"))
         .to_owned();
-    (server, address)
+    (server, address, admin_token_printed)
 }
 
 /// One HTTP/1.1 GET over a fresh connection; answers the status code and the body.
@@ -100,8 +117,12 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus>
 fn serve_answers_healthz_and_stops_cleanly_on_sigterm() {
     let temp = tempfile::tempdir().expect("temp dir");
     let data_dir = temp.path().join("data");
-    let (mut server, address) = start(&data_dir);
+    let (mut server, address, token_printed) = start(&data_dir);
     assert!(data_dir.is_dir(), "serve creates the data directory");
+    assert!(
+        token_printed,
+        "a fresh data directory prints the bootstrap admin token"
+    );
 
     let (status, body) = get(&address, "/healthz");
     assert_eq!(status, 200);
@@ -119,4 +140,16 @@ fn serve_answers_healthz_and_stops_cleanly_on_sigterm() {
         Some(0),
         "exit status after SIGTERM: {status}"
     );
+
+    // A second start on the same data directory keeps the token's hash and prints nothing.
+    let (mut again, address, token_printed) = start(&data_dir);
+    assert!(
+        !token_printed,
+        "the bootstrap admin token is printed only once"
+    );
+    assert_eq!(get(&address, "/healthz").0, 200);
+    let _ = Command::new("kill")
+        .args(["-TERM", &again.child.id().to_string()])
+        .status();
+    assert!(wait_with_timeout(&mut again.child, STOP_TIMEOUT).is_some());
 }

@@ -1,0 +1,743 @@
+//! The application layer between the adapters (HTTP, CLI) and the cores: reads the clock,
+//! loads state, calls `saml::validate` and `provisioning::decide`, appends, and keeps the
+//! bounded in-memory records (outstanding AuthnRequests, refused logins, metrics).
+
+pub mod error;
+pub mod metrics;
+pub mod tokens;
+pub mod view;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::events::{
+    Event, IdpMetadata, JitSettings, JitSettingsChanged, OrgCreated, RoleDefined, TokenIssued,
+    TokenScope,
+};
+use crate::provisioning::config::{OrgConfig, check_jit_settings};
+use crate::provisioning::{self, Outcome};
+use crate::saml::authn_request::{AuthnRequest, sp_metadata_xml};
+use crate::saml::metadata::parse_idp_metadata;
+use crate::saml::response::{
+    ExpectedRequests, IdpTrust, ParsedResponse, SpSettings, ValidatedLogin, decode_post_binding,
+};
+use crate::store::{
+    AppendError, AppendRequest, AssertionGuard, CONFIG_STREAM, Cause, Store, user_stream,
+};
+
+pub use error::ApiError;
+
+/// Reads the current instant. Injected so that tests can pin it.
+pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(OffsetDateTime::now_utc)
+}
+
+/// Refused logins kept per org for `GET …/logins/rejected`.
+pub const REJECTED_PER_ORG_MAX: usize = 1_000;
+/// AuthnRequests awaiting their response, per org. A flood of login starts evicts the
+/// oldest rather than growing memory.
+pub const OUTSTANDING_REQUESTS_PER_ORG_MAX: usize = 10_000;
+/// How long an AuthnRequest ID is accepted as InResponseTo.
+pub const OUTSTANDING_REQUEST_SECONDS: i64 = 600;
+/// Decide-and-append attempts before a login under heavy contention gives up.
+pub const APPEND_ATTEMPTS_MAX: usize = 16;
+/// Length bound of org, IdP, role and token IDs in paths.
+pub const ID_CHARS_MAX: usize = 64;
+
+/// Who is calling, from their bearer token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// `None` for the bootstrap admin token, which may act on every org.
+    pub org_id: Option<String>,
+    pub scope: TokenScope,
+    pub token_id: String,
+}
+
+/// A refused login as an admin sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedLogin {
+    pub code: &'static str,
+    pub message: String,
+    pub idp_id: Option<String>,
+    /// Only when the signature verified (the NameID is then the IdP's word).
+    pub name_id: Option<String>,
+    pub at: OffsetDateTime,
+    pub request_id: String,
+}
+
+/// What a successful login answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoginAnswer {
+    pub login_id: String,
+    pub user_id: String,
+    pub outcome: Outcome,
+    pub events: Vec<(u64, &'static str)>,
+    pub user: Value,
+}
+
+#[derive(Default)]
+struct Outstanding {
+    by_id: HashMap<String, OffsetDateTime>,
+    order: VecDeque<String>,
+}
+
+/// An IdP's parsed keys, with the metadata they were parsed from.
+type CachedTrust = (String, Arc<IdpTrust>);
+
+/// The service.
+pub struct Service {
+    store: Arc<Store>,
+    clock: Clock,
+    bootstrap_token_hash: [u8; 32],
+    outstanding: Mutex<HashMap<String, Outstanding>>,
+    rejected: Mutex<HashMap<String, VecDeque<RejectedLogin>>>,
+    trust: Mutex<HashMap<(String, String), CachedTrust>>,
+    pub metrics: metrics::Metrics,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("store", &self.store.path())
+            .finish()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these maps leaves them consistent enough to go on.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// IDs in paths: letters, digits, `.`, `_`, `-`; not empty; bounded.
+pub fn check_id(kind: &str, id: &str) -> Result<(), ApiError> {
+    let valid = !id.is_empty()
+        && id.len() <= ID_CHARS_MAX
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && !id.starts_with('.');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::malformed(format!("invalid {kind} ID {id:?}")))
+    }
+}
+
+impl Service {
+    pub fn new(store: Arc<Store>, clock: Clock, bootstrap_token_hash: [u8; 32]) -> Service {
+        Service {
+            store,
+            clock,
+            bootstrap_token_hash,
+            outstanding: Mutex::new(HashMap::new()),
+            rejected: Mutex::new(HashMap::new()),
+            trust: Mutex::new(HashMap::new()),
+            metrics: metrics::Metrics::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        (self.clock)()
+    }
+
+    fn now_nanos(&self) -> i128 {
+        self.now().unix_timestamp_nanos()
+    }
+
+    // ---- Auth.
+
+    /// Checks a bearer token for an action on `org_id` (`None`: a service-wide action, which
+    /// only the bootstrap token may take). 401 for no or a bad token; 403 for a good token
+    /// of another org or of too small a scope — the same whether `org_id` exists or not.
+    pub fn authorize(
+        &self,
+        token: Option<&str>,
+        org_id: Option<&str>,
+        admin: bool,
+    ) -> Result<Caller, ApiError> {
+        let token = token.ok_or_else(ApiError::unauthorized)?;
+        if tokens::hashes_equal(&tokens::hash(token), &self.bootstrap_token_hash) {
+            return Ok(Caller {
+                org_id: None,
+                scope: TokenScope::Admin,
+                token_id: "bootstrap".into(),
+            });
+        }
+        let parsed = tokens::parse(token).ok_or_else(ApiError::unauthorized)?;
+        let config = self
+            .store
+            .org(parsed.org_id)?
+            .ok_or_else(ApiError::unauthorized)?;
+        let (scope, hash) = config
+            .tokens
+            .get(parsed.token_id)
+            .ok_or_else(ApiError::unauthorized)?;
+        if !tokens::hashes_equal(&tokens::hash(token), hash) {
+            return Err(ApiError::unauthorized());
+        }
+        let caller = Caller {
+            org_id: Some(parsed.org_id.to_string()),
+            scope: *scope,
+            token_id: parsed.token_id.to_string(),
+        };
+        let right_org = org_id.is_some_and(|org| org == parsed.org_id);
+        if !right_org || (admin && *scope != TokenScope::Admin) {
+            return Err(ApiError::forbidden());
+        }
+        Ok(caller)
+    }
+
+    fn org(&self, org_id: &str) -> Result<OrgConfig, ApiError> {
+        self.store.org(org_id)?.ok_or_else(ApiError::unknown_org)
+    }
+
+    /// Appends configuration events, re-reading the stream version on a conflict.
+    fn append_config(
+        &self,
+        org_id: &str,
+        caller: &Caller,
+        events: Vec<Event>,
+    ) -> Result<Vec<(u64, &'static str)>, ApiError> {
+        for _ in 0..APPEND_ATTEMPTS_MAX {
+            let expected_version = self.store.stream_version(org_id, CONFIG_STREAM)?;
+            let request = AppendRequest {
+                org_id: org_id.to_string(),
+                stream: CONFIG_STREAM.to_string(),
+                expected_version,
+                events: events.clone(),
+                cause: Cause::Admin {
+                    token_id: caller.token_id.clone(),
+                },
+                assertion: None,
+                recorded_at: self.now_nanos(),
+            };
+            match self.store.append_blocking(request) {
+                Ok(envelopes) => {
+                    return Ok(envelopes
+                        .iter()
+                        .map(|e| (e.seq, e.event.type_name()))
+                        .collect());
+                }
+                Err(AppendError::Conflict { .. }) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(ApiError::unavailable(
+            "configuration is changing too fast; retry",
+        ))
+    }
+
+    // ---- Admin.
+
+    pub fn create_org(
+        &self,
+        caller: &Caller,
+        org_id: &str,
+        created: OrgCreated,
+    ) -> Result<Value, ApiError> {
+        if caller.org_id.is_some() {
+            return Err(ApiError::forbidden());
+        }
+        check_id("org", org_id)?;
+        if created.sp_entity_id.trim().is_empty() || created.acs_url.trim().is_empty() {
+            return Err(ApiError::malformed("sp_entity_id and acs_url are required"));
+        }
+        if !(0..=3600).contains(&created.clock_skew_seconds) {
+            return Err(ApiError::malformed("clock_skew_seconds must be 0 to 3600"));
+        }
+        if self.store.org(org_id)?.is_some() {
+            return Err(ApiError::conflict(format!(
+                "organisation {org_id:?} exists"
+            )));
+        }
+        let view = json!({
+            "org_id": org_id, "sp_entity_id": created.sp_entity_id, "acs_url": created.acs_url,
+            "clock_skew_seconds": created.clock_skew_seconds,
+            "allow_idp_initiated": created.allow_idp_initiated,
+        });
+        let request = AppendRequest {
+            org_id: org_id.to_string(),
+            stream: CONFIG_STREAM.to_string(),
+            expected_version: 0,
+            events: vec![Event::OrgCreated(created)],
+            cause: Cause::Admin {
+                token_id: caller.token_id.clone(),
+            },
+            assertion: None,
+            recorded_at: self.now_nanos(),
+        };
+        match self.store.append_blocking(request) {
+            Ok(_) => Ok(view),
+            Err(AppendError::Conflict { .. }) => Err(ApiError::conflict(format!(
+                "organisation {org_id:?} exists"
+            ))),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Registers or replaces an IdP from its metadata. Returns (created, summary).
+    pub fn put_idp(
+        &self,
+        caller: &Caller,
+        org_id: &str,
+        idp_id: &str,
+        metadata: &[u8],
+    ) -> Result<(bool, Value), ApiError> {
+        check_id("IdP", idp_id)?;
+        let org = self.org(org_id)?;
+        let parsed = parse_idp_metadata(metadata, None)?;
+        let xml = String::from_utf8_lossy(metadata).into_owned();
+        let created = !org.idps.contains_key(idp_id);
+        if let Some(other) = org
+            .idps
+            .values()
+            .find(|i| i.entity_id == parsed.entity_id && i.idp_id != idp_id)
+        {
+            return Err(ApiError::new(
+                422,
+                "invalid_metadata",
+                format!(
+                    "entityID {:?} is already registered as IdP {:?}",
+                    parsed.entity_id, other.idp_id
+                ),
+            ));
+        }
+        let record = IdpMetadata {
+            idp_id: idp_id.to_string(),
+            entity_id: parsed.entity_id.clone(),
+            metadata_xml: xml,
+        };
+        let event = if created {
+            Event::IdpRegistered(record)
+        } else {
+            Event::IdpMetadataReplaced(record)
+        };
+        self.append_config(org_id, caller, vec![event])?;
+        lock(&self.trust).remove(&(org_id.to_string(), idp_id.to_string()));
+        let summary = json!({
+            "idp_id": idp_id,
+            "entity_id": parsed.entity_id,
+            "sso_services": parsed.sso_services.iter().map(|s| json!({"binding": s.binding, "location": s.location})).collect::<Vec<_>>(),
+            "signing_certificates": parsed.signing_keys.iter().map(view::signing_key).collect::<Vec<_>>(),
+        });
+        Ok((created, summary))
+    }
+
+    pub fn put_jit(
+        &self,
+        caller: &Caller,
+        org_id: &str,
+        idp_id: &str,
+        settings: JitSettings,
+    ) -> Result<Value, ApiError> {
+        let org = self.org(org_id)?;
+        if !org.idps.contains_key(idp_id) {
+            return Err(ApiError::not_found("IdP"));
+        }
+        check_jit_settings(&org, &settings).map_err(|e| {
+            ApiError::new(422, "invalid_settings", e.to_string())
+                .with_detail(json!({"field": e.field}))
+        })?;
+        let view = jit_view(&settings);
+        self.append_config(
+            org_id,
+            caller,
+            vec![Event::JitSettingsChanged(JitSettingsChanged {
+                idp_id: idp_id.to_string(),
+                settings,
+            })],
+        )?;
+        lock(&self.trust).remove(&(org_id.to_string(), idp_id.to_string()));
+        Ok(view)
+    }
+
+    pub fn put_role(
+        &self,
+        caller: &Caller,
+        org_id: &str,
+        role_id: &str,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        check_id("role", role_id)?;
+        let org = self.org(org_id)?;
+        if crate::events::BUILT_IN_ROLES
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(role_id) || r.eq_ignore_ascii_case(name))
+        {
+            return Err(ApiError::conflict("built-in roles cannot be redefined"));
+        }
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
+            return Err(ApiError::malformed(
+                "name must be 1 to 128 printable characters",
+            ));
+        }
+        if org
+            .custom_roles
+            .iter()
+            .any(|(id, n)| id != role_id && n.eq_ignore_ascii_case(name))
+        {
+            return Err(ApiError::conflict("another role has this name"));
+        }
+        self.append_config(
+            org_id,
+            caller,
+            vec![Event::RoleDefined(RoleDefined {
+                role_id: role_id.to_string(),
+                name: name.to_string(),
+            })],
+        )?;
+        Ok(json!({ "role_id": role_id, "name": name }))
+    }
+
+    pub fn issue_token(
+        &self,
+        caller: &Caller,
+        org_id: &str,
+        scope: TokenScope,
+    ) -> Result<Value, ApiError> {
+        self.org(org_id)?;
+        let (token_id, token) = tokens::issue(org_id);
+        self.append_config(
+            org_id,
+            caller,
+            vec![Event::TokenIssued(TokenIssued {
+                token_id: token_id.clone(),
+                scope,
+                token_sha256: tokens::hash(&token),
+            })],
+        )?;
+        Ok(json!({ "token": token, "token_id": token_id, "scope": scope_name(scope) }))
+    }
+
+    // ---- SAML.
+
+    pub fn sp_metadata(&self, org_id: &str) -> Result<String, ApiError> {
+        let org = self.org(org_id)?;
+        Ok(sp_metadata_xml(&org.sp_entity_id, &org.acs_url))
+    }
+
+    /// Starts an SP-initiated login: the redirect URL, with the request ID remembered.
+    pub fn start_login(
+        &self,
+        org_id: &str,
+        idp_id: &str,
+        relay_state: Option<&str>,
+    ) -> Result<String, ApiError> {
+        let org = self.org(org_id)?;
+        let idp = org
+            .idps
+            .get(idp_id)
+            .ok_or_else(|| ApiError::not_found("IdP"))?;
+        let metadata = parse_idp_metadata(idp.metadata_xml.as_bytes(), Some(&idp.entity_id))?;
+        let destination = metadata.redirect_sso_location().ok_or_else(|| {
+            ApiError::new(
+                422,
+                "invalid_metadata",
+                "the IdP has no HTTP-Redirect SSO endpoint",
+            )
+        })?;
+        if relay_state.is_some_and(|r| r.len() > 80 * 4) {
+            return Err(ApiError::malformed("relay_state is longer than 320 bytes"));
+        }
+        let now = self.now();
+        let request = AuthnRequest {
+            id: format!("_{}", tokens::random_hex(20)),
+            issue_instant: now,
+            destination: destination.to_string(),
+            assertion_consumer_service_url: org.acs_url.clone(),
+            issuer: org.sp_entity_id.clone(),
+        };
+        let mut outstanding = lock(&self.outstanding);
+        let pending = outstanding.entry(org_id.to_string()).or_default();
+        while pending.order.len() >= OUTSTANDING_REQUESTS_PER_ORG_MAX {
+            if let Some(oldest) = pending.order.pop_front() {
+                pending.by_id.remove(&oldest);
+            }
+        }
+        let expiry = now + time::Duration::seconds(OUTSTANDING_REQUEST_SECONDS);
+        pending.by_id.insert(request.id.clone(), expiry);
+        pending.order.push_back(request.id.clone());
+        Ok(request.redirect_url(relay_state))
+    }
+
+    fn expected_requests(&self, org_id: &str) -> ExpectedRequests {
+        let now = self.now();
+        let outstanding = lock(&self.outstanding);
+        outstanding
+            .get(org_id)
+            .map(|pending| {
+                pending
+                    .by_id
+                    .iter()
+                    .filter(|(_, expiry)| **expiry > now)
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Forgets a request ID once its response was accepted: it answers once.
+    fn consume_request(&self, org_id: &str, id: &str) -> bool {
+        let mut outstanding = lock(&self.outstanding);
+        outstanding
+            .get_mut(org_id)
+            .is_some_and(|pending| pending.by_id.remove(id).is_some())
+    }
+
+    fn trust(
+        &self,
+        org_id: &str,
+        idp: &provisioning::IdpConfig,
+    ) -> Result<Arc<IdpTrust>, ApiError> {
+        let key = (org_id.to_string(), idp.idp_id.clone());
+        let mut cache = lock(&self.trust);
+        if let Some((metadata, trust)) = cache.get(&key)
+            && *metadata == idp.metadata_xml
+            && trust.allow_sha1 == idp.jit.allow_sha1
+        {
+            return Ok(Arc::clone(trust));
+        }
+        let metadata = parse_idp_metadata(idp.metadata_xml.as_bytes(), Some(&idp.entity_id))?;
+        let trust = Arc::new(IdpTrust {
+            entity_id: idp.entity_id.clone(),
+            signing_keys: metadata.signing_keys,
+            allow_sha1: idp.jit.allow_sha1,
+        });
+        cache.insert(key, (idp.metadata_xml.clone(), Arc::clone(&trust)));
+        Ok(trust)
+    }
+
+    /// Validates a base64 `SAMLResponse` for an org: the IdP is chosen by the (unverified)
+    /// Issuer, then everything is checked with that IdP's keys.
+    fn validate(
+        &self,
+        org: &OrgConfig,
+        response: &[u8],
+    ) -> Result<(String, ValidatedLogin), (Option<String>, ApiError)> {
+        let xml = decode_post_binding(response).map_err(|e| (None, e.into()))?;
+        let parsed = ParsedResponse::parse(&xml).map_err(|e| (None, e.into()))?;
+        let issuer = parsed.claimed_issuer().unwrap_or_default();
+        let idp = org.idp_by_entity_id(&issuer).ok_or_else(|| {
+            (
+                None,
+                ApiError::new(
+                    422,
+                    "unknown_idp",
+                    format!("no IdP of this organisation has entityID {issuer:?}"),
+                ),
+            )
+        })?;
+        let trust = self
+            .trust(&org.org_id, idp)
+            .map_err(|e| (Some(idp.idp_id.clone()), e))?;
+        let sp = SpSettings {
+            entity_id: org.sp_entity_id.clone(),
+            acs_url: org.acs_url.clone(),
+            clock_skew_seconds: org.clock_skew_seconds,
+            allow_idp_initiated: org.allow_idp_initiated,
+        };
+        let expected = self.expected_requests(&org.org_id);
+        let started = std::time::Instant::now();
+        let result = parsed.validate(&trust, &sp, &expected, self.now());
+        self.metrics.observe_validation(started.elapsed());
+        let login = result.map_err(|e| (Some(idp.idp_id.clone()), ApiError::from(e)))?;
+        Ok((idp.idp_id.clone(), login))
+    }
+
+    /// The login pipeline: validate, decide, append (deciding again on a conflict), answer
+    /// once durable. A refusal writes nothing and is recorded.
+    pub fn login(
+        &self,
+        org_id: &str,
+        response: &[u8],
+        request_id: &str,
+    ) -> Result<LoginAnswer, ApiError> {
+        let org = self.org(org_id)?;
+        let mut name_id = None;
+        let result = self.validate(&org, response).and_then(|(idp_id, login)| {
+            name_id = Some(login.name_id().value.clone());
+            self.record_login(&org, &idp_id, &login)
+                .map_err(|error| (Some(idp_id.clone()), error))
+        });
+        match result {
+            Ok(answer) => {
+                self.metrics.count_login(answer.outcome.as_str());
+                Ok(answer)
+            }
+            Err((idp_id, error)) => {
+                self.metrics.count_refusal(error.code);
+                self.reject(org_id, &error, idp_id, name_id, request_id);
+                Err(error)
+            }
+        }
+    }
+
+    fn record_login(
+        &self,
+        org: &OrgConfig,
+        idp_id: &str,
+        login: &ValidatedLogin,
+    ) -> Result<LoginAnswer, ApiError> {
+        let login_id = format!("login_{}", tokens::random_hex(12));
+        for _ in 0..APPEND_ATTEMPTS_MAX {
+            let user_id = provisioning::identify(
+                org.idps.get(idp_id).ok_or_else(ApiError::internal)?,
+                login,
+            )?;
+            let user = self.store.user(&org.org_id, &user_id)?;
+            let decision = provisioning::decide(org, idp_id, user.as_ref(), login)?;
+            let request = AppendRequest {
+                org_id: org.org_id.clone(),
+                stream: user_stream(&decision.user_id),
+                expected_version: user.as_ref().map_or(0, |u| u.version),
+                events: decision.events,
+                cause: Cause::Login {
+                    login_id: login_id.clone(),
+                    assertion_id: login.assertion_id().to_string(),
+                    idp_id: idp_id.to_string(),
+                },
+                assertion: Some(AssertionGuard {
+                    assertion_id: login.assertion_id().to_string(),
+                    not_on_or_after: login.not_on_or_after().unix_timestamp_nanos()
+                        + i128::from(org.clock_skew_seconds) * 1_000_000_000,
+                }),
+                recorded_at: self.now_nanos(),
+            };
+            let started = std::time::Instant::now();
+            let appended = self.store.append_blocking(request);
+            self.metrics.observe_append(started.elapsed());
+            match appended {
+                Ok(envelopes) => {
+                    if let Some(id) = login.in_response_to() {
+                        self.consume_request(&org.org_id, id);
+                    }
+                    let user = self
+                        .store
+                        .user(&org.org_id, &decision.user_id)?
+                        .ok_or_else(ApiError::internal)?;
+                    return Ok(LoginAnswer {
+                        login_id,
+                        user_id: decision.user_id,
+                        outcome: decision.outcome,
+                        events: envelopes
+                            .iter()
+                            .map(|e| (e.seq, e.event.type_name()))
+                            .collect(),
+                        user: view::user(&user),
+                    });
+                }
+                Err(AppendError::Conflict { .. }) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(ApiError::unavailable(
+            "too much contention on this user; retry",
+        ))
+    }
+
+    fn reject(
+        &self,
+        org_id: &str,
+        error: &ApiError,
+        idp_id: Option<String>,
+        name_id: Option<String>,
+        request_id: &str,
+    ) {
+        tracing::info!(org_id, code = error.code, message = %error.message, request_id, "login refused");
+        let mut rejected = lock(&self.rejected);
+        let records = rejected.entry(org_id.to_string()).or_default();
+        if records.len() >= REJECTED_PER_ORG_MAX {
+            records.pop_front();
+        }
+        records.push_back(RejectedLogin {
+            code: error.code,
+            message: error.message.clone(),
+            idp_id,
+            name_id,
+            at: self.now(),
+            request_id: request_id.to_string(),
+        });
+    }
+
+    /// Dry run: validates and decides against the stored or a draft configuration, writes
+    /// nothing (not even the request ID's consumption).
+    pub fn preview(
+        &self,
+        org_id: &str,
+        response: &[u8],
+        draft: Option<JitSettings>,
+    ) -> Result<Value, ApiError> {
+        let org = self.org(org_id)?;
+        let (idp_id, login) = self.validate(&org, response).map_err(|(_, error)| error)?;
+        let idp = org.idps.get(&idp_id).ok_or_else(ApiError::internal)?;
+        if let Some(draft) = &draft {
+            check_jit_settings(&org, draft)
+                .map_err(|e| ApiError::new(422, "invalid_settings", e.to_string()))?;
+        }
+        let user_id = provisioning::identify(draft.as_ref().map_or(idp, |_| idp), &login)?;
+        let user = self.store.user(org_id, &user_id)?;
+        let preview = provisioning::preview(&org, &idp_id, draft.as_ref(), user.as_ref(), &login)?;
+        Ok(json!({
+            "user_id": preview.decision.user_id,
+            "outcome": preview.decision.outcome.as_str(),
+            "events": preview.decision.events.iter().map(|e| json!({
+                "type": e.type_name(),
+                "data": serde_json::to_value(e).ok().and_then(|v| v.as_object().and_then(|m| m.values().next().cloned())),
+            })).collect::<Vec<_>>(),
+            "diff": preview.diff.iter().map(|d| json!({"field": d.field, "before": d.before, "after": d.after})).collect::<Vec<_>>(),
+        }))
+    }
+
+    pub fn rejected(&self, org_id: &str, limit: usize) -> Result<Value, ApiError> {
+        self.org(org_id)?;
+        let rejected = lock(&self.rejected);
+        let records: Vec<Value> = rejected
+            .get(org_id)
+            .map(|records| {
+                records.iter().rev().take(limit).map(|r| json!({
+                    "code": r.code, "message": r.message, "idp_id": r.idp_id, "name_id": r.name_id,
+                    "at": view::instant(r.at.unix_timestamp_nanos()), "request_id": r.request_id,
+                })).collect()
+            })
+            .unwrap_or_default();
+        Ok(json!({ "rejected": records }))
+    }
+}
+
+pub fn scope_name(scope: TokenScope) -> &'static str {
+    match scope {
+        TokenScope::Read => "read",
+        TokenScope::Admin => "admin",
+    }
+}
+
+/// JIT settings as CONTRACT.md shows them.
+pub fn jit_view(settings: &JitSettings) -> Value {
+    let mapping: serde_json::Map<String, Value> = settings
+        .attribute_mapping
+        .iter()
+        .map(|(key, attribute)| (key.clone(), Value::String(attribute.clone())))
+        .collect();
+    json!({
+        "enabled": settings.enabled,
+        "default_role": settings.default_role,
+        "idp_managed_roles": settings.idp_managed_roles,
+        "attribute_mapping": mapping,
+        "acl_attributes": settings.acl_attributes,
+        "required_for_creation": settings.required_for_creation.iter().map(|f| f.mapping_key()).collect::<Vec<_>>(),
+        "user_id_attribute": settings.user_id_attribute,
+        "allow_sha1": settings.allow_sha1,
+    })
+}
