@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
@@ -340,7 +340,8 @@ pub async fn start_login(
         .service
         .start_login(&org, &idp, relay_state)
         .map_err(fail(&request_id))?;
-    Ok(Redirect::to(&url).into_response())
+    // CONTRACT.md: 302, the status the HTTP-Redirect binding names (Bindings §3.4.4).
+    Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response())
 }
 
 /// The `SAMLResponse` of a form, JSON `{"saml_response"}`, or raw base64 body.

@@ -2,7 +2,7 @@
 //! and [`Service`]; they hold no rules of their own.
 
 mod handlers;
-mod openapi;
+pub mod openapi;
 
 use std::collections::HashMap;
 use std::sync::Arc;

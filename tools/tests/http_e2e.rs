@@ -1,0 +1,600 @@
+//! End to end over a real socket: the real router served on 127.0.0.1:0 with a temp sled
+//! directory, logins signed by the test IdP (whose output xmlsec1 verifies in its own
+//! tests), and every answer read back through HTTP.
+
+use std::io::Read as _;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use jitledger::cli::client::send;
+use jitledger::http::AppState;
+use jitledger::service::{Service, system_clock, tokens};
+use jitledger::store::{Store, StoreConfig};
+use jitledger_tools::idp::{
+    Attribute, ResponseSpec, Sign, fixture_key, metadata_xml, post_binding_value, random_id,
+};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+const ADMIN: &str = "jlt._.bootstrap.0123456789abcdef0123456789abcdef0123456789abcdef";
+const IDP: &str = "https://idp.example.com/metadata";
+const SP: &str = "https://sp.example.com/metadata";
+const ACS: &str = "https://sp.example.com/acs";
+
+struct Server {
+    address: String,
+    service: Arc<Service>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&StoreConfig::new(dir.path())).unwrap());
+        let service = Arc::new(Service::new(store, system_clock(), tokens::hash(ADMIN)));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let state = AppState::new(Arc::clone(&service));
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let shutdown = async move {
+                    let _ = stopped.await;
+                };
+                jitledger::http::serve(listener, state, shutdown)
+                    .await
+                    .unwrap();
+            });
+        });
+        Server {
+            address,
+            service,
+            stop: Some(stop),
+            thread: Some(thread),
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let text = body.map(|b| b.to_string());
+        let payload = text.as_deref().map(|t| ("application/json", t.as_bytes()));
+        let answer = send(method, &self.url(path), token, payload).unwrap();
+        let value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+        (answer.status, value)
+    }
+
+    fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, Value) {
+        let answer = send(method, &self.url(path), token, Some((content_type, body))).unwrap();
+        (
+            answer.status,
+            serde_json::from_slice(&answer.body).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Posts a signed response to the ACS as the browser's form would.
+    fn post_login(&self, org: &str, xml: &str) -> (u16, Value) {
+        let form = format!("SAMLResponse={}", url_encode(&post_binding_value(xml)));
+        self.raw(
+            "POST",
+            &format!("/v1/orgs/{org}/saml/acs"),
+            None,
+            "application/x-www-form-urlencoded",
+            form.as_bytes(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// An org with the test IdP registered and JIT on with IdP-managed roles.
+fn set_up(server: &Server, org: &str, idp_entity: &str) -> Value {
+    let (status, _) = server.call(
+        "POST",
+        "/v1/orgs",
+        Some(ADMIN),
+        Some(json!({ "org_id": org, "sp_entity_id": SP, "acs_url": ACS })),
+    );
+    assert_eq!(status, 201);
+    let signer = fixture_key("rsa2048").unwrap();
+    let metadata = metadata_xml(
+        idp_entity,
+        "https://idp.example.com/sso",
+        signer.certificate_pem(),
+    );
+    let (status, idp) = server.raw(
+        "PUT",
+        &format!("/v1/orgs/{org}/idps/okta"),
+        Some(ADMIN),
+        "application/xml",
+        metadata.as_bytes(),
+    );
+    assert_eq!(status, 201, "{idp}");
+    let (status, jit) = server.call(
+        "PUT",
+        &format!("/v1/orgs/{org}/idps/okta/jit"),
+        Some(ADMIN),
+        Some(json!({ "enabled": true, "idp_managed_roles": true })),
+    );
+    assert_eq!(status, 200, "{jit}");
+    idp
+}
+
+fn login_xml(name_id: &str, attributes: &[(&str, &[&str])], sign: Sign) -> String {
+    let mut spec = ResponseSpec::new(IDP, SP, ACS, name_id, OffsetDateTime::now_utc())
+        .ids(&random_id().unwrap(), &random_id().unwrap())
+        .sign(sign);
+    for (name, values) in attributes {
+        spec = spec.attribute(Attribute::new(name, values.iter().copied()));
+    }
+    spec.signed_xml(&fixture_key("rsa2048").unwrap()).unwrap()
+}
+
+const ALICE: &[(&str, &[&str])] = &[
+    ("emailAddress", &["alice@example.com"]),
+    ("firstName", &["Alice"]),
+    ("lastName", &["Liddell"]),
+    ("role", &["Developer"]),
+    ("acl[0].roleId", &["Admin"]),
+    ("acl[0].on", &["acct-1"]),
+    ("acl[0].onType", &["account"]),
+];
+
+#[test]
+fn airkit_and_yext_behaviours_through_the_acs_and_the_query_routes() {
+    let server = Server::start();
+    let idp = set_up(&server, "acme", IDP);
+    assert_eq!(idp["entity_id"], IDP);
+    assert_eq!(idp["signing_certificates"].as_array().unwrap().len(), 1);
+    let (status, token) = server.call(
+        "POST",
+        "/v1/orgs/acme/tokens",
+        Some(ADMIN),
+        Some(json!({"scope": "read"})),
+    );
+    assert_eq!(status, 201);
+    let read = token["token"].as_str().unwrap().to_string();
+
+    // First login provisions (Yext: enough attributes), with role and ACL from the IdP.
+    let first = login_xml("alice@example.com", ALICE, Sign::Assertion);
+    let (status, answer) = server.post_login("acme", &first);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["outcome"], "provisioned");
+    let kinds: Vec<&str> = answer["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["UserProvisioned", "LoginRecorded"]);
+    assert_eq!(answer["user"]["role"], "Developer");
+    assert_eq!(answer["user"]["sso"], true);
+    let seq_before_change = answer["events"][1]["seq"].as_u64().unwrap();
+
+    // The same assertion again is a replay, refused, nothing written.
+    let (status, refused) = server.post_login("acme", &first);
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (409, Some("replayed_assertion"))
+    );
+
+    // Query with a read token.
+    let (status, user) = server.call(
+        "GET",
+        "/v1/orgs/acme/users/alice%40example.com",
+        Some(&read),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(user["email"], "alice@example.com");
+    assert_eq!(user["phone_number"], Value::Null);
+    assert_eq!(
+        user["acl"],
+        json!([{"role_id": "Admin", "on": "acct-1", "on_type": "ACCOUNT"}])
+    );
+    assert_eq!(user["provenance"]["role"]["source"]["attribute"], "role");
+
+    // Airkit: a role changed in the IdP reaches the account at the next login.
+    let promoted = login_xml("alice@example.com", &[("role", &["admin"])], Sign::Response);
+    let (status, answer) = server.post_login("acme", &promoted);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["outcome"], "updated");
+    assert_eq!(answer["user"]["role"], "Admin");
+    assert_eq!(
+        answer["user"]["last_name"], "Liddell",
+        "absent attributes leave values alone"
+    );
+
+    // As of a seq before the change, and the history.
+    let path = format!("/v1/orgs/acme/users/alice%40example.com?as_of_seq={seq_before_change}");
+    let (_, then) = server.call("GET", &path, Some(&read), None);
+    assert_eq!(then["role"], "Developer");
+    let (_, history) = server.call(
+        "GET",
+        "/v1/orgs/acme/users/alice%40example.com/history",
+        Some(&read),
+        None,
+    );
+    let kinds: Vec<&str> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "UserProvisioned",
+            "LoginRecorded",
+            "RoleChanged",
+            "LoginRecorded"
+        ]
+    );
+
+    // By role and by ACL resource.
+    let (_, admins) = server.call("GET", "/v1/orgs/acme/users?role=Admin", Some(&read), None);
+    assert_eq!(admins["users"].as_array().unwrap().len(), 1);
+    let (_, grants) = server.call(
+        "GET",
+        "/v1/orgs/acme/acl?on=acct-1&on_type=ACCOUNT",
+        Some(&read),
+        None,
+    );
+    assert_eq!(
+        grants["grants"],
+        json!([{"user_id": "alice@example.com", "role_id": "Admin"}])
+    );
+
+    // Yext: an incomplete ACL entry is refused, naming n and the field; nothing written.
+    let incomplete = login_xml(
+        "bob@example.com",
+        &[
+            ("emailAddress", &["bob@example.com"]),
+            ("firstName", &["Bob"]),
+            ("lastName", &["B"]),
+            ("acl[2].roleId", &["Agent"]),
+            ("acl[2].onType", &["FOLDER"]),
+        ],
+        Sign::Assertion,
+    );
+    let (status, refused) = server.post_login("acme", &incomplete);
+    assert_eq!(status, 422);
+    assert_eq!(refused["error"]["code"], "incomplete_acl_entry");
+    assert_eq!(
+        refused["error"]["detail"],
+        json!({"index": 2, "missing": "on"})
+    );
+    let request_id = refused["error"]["request_id"].as_str().unwrap().to_string();
+    let (_, rejected) = server.call("GET", "/v1/orgs/acme/logins/rejected", Some(&read), None);
+    let last = &rejected["rejected"][0];
+    assert_eq!(last["code"], "incomplete_acl_entry");
+    assert_eq!(last["request_id"], request_id.as_str());
+    assert_eq!(last["name_id"], "bob@example.com");
+
+    // Yext: unknown user without enough attributes.
+    let thin = login_xml(
+        "carol@example.com",
+        &[("firstName", &["Carol"])],
+        Sign::Assertion,
+    );
+    let (status, refused) = server.post_login("acme", &thin);
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (422, Some("insufficient_attributes"))
+    );
+
+    // A forged signature is refused and nothing is written.
+    let head = server.service.store().head().unwrap();
+    let forged =
+        login_xml("mallory@example.com", ALICE, Sign::Assertion).replace("Alice", "Mallory");
+    let (status, refused) = server.post_login("acme", &forged);
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (422, Some("digest_mismatch"))
+    );
+    assert_eq!(server.service.store().head().unwrap(), head);
+
+    // The JSON login webhook takes the same response.
+    let bob = login_xml(
+        "bob@example.com",
+        &[
+            ("emailAddress", &["bob@example.com"]),
+            ("firstName", &["Bob"]),
+            ("lastName", &["B"]),
+        ],
+        Sign::Both,
+    );
+    let body = json!({ "saml_response": post_binding_value(&bob) });
+    let (status, answer) = server.call("POST", "/v1/orgs/acme/logins", None, Some(body));
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("provisioned"))
+    );
+
+    server.service.store().verify().unwrap();
+    let (_, metrics) = (
+        200,
+        send("GET", &server.url("/metrics"), None, None).unwrap(),
+    );
+    let metrics = String::from_utf8(metrics.body).unwrap();
+    assert!(
+        metrics.contains("jitledger_logins_total{outcome=\"provisioned\"} 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("jitledger_login_refusals_total{code=\"replayed_assertion\"} 1"));
+}
+
+#[test]
+fn tenants_are_isolated() {
+    let server = Server::start();
+    set_up(&server, "alpha", IDP);
+    set_up(&server, "beta", "https://other-idp.example.com/metadata");
+    let (_, token) = server.call(
+        "POST",
+        "/v1/orgs/alpha/tokens",
+        Some(ADMIN),
+        Some(json!({"scope": "admin"})),
+    );
+    let alpha = token["token"].as_str().unwrap().to_string();
+    for path in [
+        "/v1/orgs/beta/users",
+        "/v1/orgs/beta/users/x",
+        "/v1/orgs/beta/logins/rejected",
+        "/v1/orgs/nowhere/users",
+    ] {
+        let (status, body) = server.call("GET", path, Some(&alpha), None);
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (403, Some("forbidden")),
+            "{path}"
+        );
+    }
+    let (status, _) = server.call(
+        "POST",
+        "/v1/orgs/beta/tokens",
+        Some(&alpha),
+        Some(json!({"scope": "read"})),
+    );
+    assert_eq!(status, 403);
+    let (status, _) = server.call("GET", "/v1/events", Some(&alpha), None);
+    assert_eq!(
+        status, 403,
+        "the global log is for the bootstrap token only"
+    );
+    // A login signed by alpha's IdP posted to beta.
+    let (status, refused) = server.post_login(
+        "beta",
+        &login_xml("alice@example.com", ALICE, Sign::Assertion),
+    );
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (422, Some("unknown_idp"))
+    );
+    // No token, a bad token.
+    assert_eq!(
+        server.call("GET", "/v1/orgs/alpha/users", None, None).0,
+        401
+    );
+    assert_eq!(
+        server
+            .call(
+                "GET",
+                "/v1/orgs/alpha/users",
+                Some("jlt.alpha.x.0123456789abcdef0123456789abcdef"),
+                None
+            )
+            .0,
+        401
+    );
+}
+
+#[test]
+fn sp_initiated_login_answers_once() {
+    let server = Server::start();
+    set_up(&server, "acme", IDP);
+    // The request ID travels in the deflated SAMLRequest of the Location header.
+    let location = {
+        let raw = std::net::TcpStream::connect(&server.address).and_then(|mut stream| {
+            use std::io::Write as _;
+            let request = format!(
+                "GET /v1/orgs/acme/idps/okta/login?relay_state=%2Fhome HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                server.address
+            );
+            stream.write_all(request.as_bytes())?;
+            let mut text = String::new();
+            stream.read_to_string(&mut text)?;
+            Ok(text)
+        });
+        let raw = raw.unwrap();
+        assert!(raw.starts_with("HTTP/1.1 302"), "{raw}");
+        raw.lines()
+            .find_map(|l| l.strip_prefix("location: ").map(str::to_string))
+            .unwrap()
+    };
+    assert!(location.starts_with("https://idp.example.com/sso?SAMLRequest="));
+    assert!(location.ends_with("&RelayState=%2Fhome"), "{location}");
+    let encoded = location
+        .split("SAMLRequest=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let decoded = percent_decode(encoded);
+    let deflated = base64::engine::general_purpose::STANDARD
+        .decode(decoded)
+        .unwrap();
+    let mut xml = String::new();
+    flate2::read::DeflateDecoder::new(&deflated[..])
+        .read_to_string(&mut xml)
+        .unwrap();
+    let id = xml
+        .split("ID=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+
+    let answered = |assertion: &str| {
+        let spec = ResponseSpec::new(IDP, SP, ACS, "alice@example.com", OffsetDateTime::now_utc())
+            .ids(&random_id().unwrap(), assertion)
+            .in_response_to(&id)
+            .attribute(Attribute::new("emailAddress", ["alice@example.com"]))
+            .attribute(Attribute::new("firstName", ["Alice"]))
+            .attribute(Attribute::new("lastName", ["Liddell"]));
+        spec.signed_xml(&fixture_key("rsa2048").unwrap()).unwrap()
+    };
+    let (status, answer) = server.post_login("acme", &answered("_first-answer"));
+    assert_eq!(status, 200, "{answer}");
+    // A second response naming the same request (a fresh assertion) is refused.
+    let (status, refused) = server.post_login("acme", &answered("_second-answer"));
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (422, Some("in_response_to_mismatch"))
+    );
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn limits_and_malformed_input_get_clear_codes() {
+    let server = Server::start();
+    set_up(&server, "acme", IDP);
+    let huge = vec![b'A'; jitledger::http::SAML_BODY_BYTES_MAX + 1];
+    let (status, body) = server.raw(
+        "POST",
+        "/v1/orgs/acme/logins",
+        None,
+        "application/x-www-form-urlencoded",
+        &huge,
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("too_large"))
+    );
+    let (status, body) = server.raw(
+        "POST",
+        "/v1/orgs/acme/logins",
+        None,
+        "application/x-www-form-urlencoded",
+        b"SAMLResponse=%%%",
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = server.raw(
+        "POST",
+        "/v1/orgs/acme/logins",
+        None,
+        "application/x-www-form-urlencoded",
+        b"SAMLResponse=bm90IHhtbA%3D%3D",
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("malformed_xml"))
+    );
+    let (status, body) = server.call("GET", "/v1/orgs/nope/saml/metadata", None, None);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_org"))
+    );
+    let (status, body) = server.call(
+        "PUT",
+        "/v1/orgs/acme/idps/x",
+        Some(ADMIN),
+        Some(json!({"not": "xml"})),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("invalid_metadata"))
+    );
+    let (status, _) = server.call("GET", "/no/such/route", None, None);
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn every_documented_route_is_served() {
+    let server = Server::start();
+    set_up(&server, "acme", IDP);
+    let (_, document) = server.call("GET", "/openapi.json", None, None);
+    let paths = document["paths"].as_object().unwrap();
+    for (method, path, ..) in jitledger::http::openapi::ROUTES {
+        assert!(
+            paths[*path][*method].is_object(),
+            "{method} {path} documented"
+        );
+        let concrete = path
+            .replace("{org}", "acme")
+            .replace("{idp}", "okta")
+            .replace("{role}", "r")
+            .replace("{user}", "u");
+        let answer = send(
+            &method.to_uppercase(),
+            &server.url(&concrete),
+            Some(ADMIN),
+            Some(("application/json", b"{}")),
+        )
+        .unwrap();
+        let body: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+        assert!(
+            !(answer.status == 404 && body["error"]["message"] == "no such route"),
+            "{method} {path} is not routed"
+        );
+    }
+}
