@@ -99,34 +99,33 @@ struct DataArgs {
     data: PathBuf,
 }
 
+/// Where to read: exactly one of `--data`, `--url` (with `--token`) or `--log`.
 #[derive(Debug, clap::Args)]
-#[group(required = true, multiple = false)]
 struct SourceArgs {
     /// A data directory (the service must not be running on it).
-    #[arg(long, value_name = "DIR", group = "where")]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["url", "log"])]
     data: Option<PathBuf>,
     /// A running service, read through /v1/events.
-    #[arg(long, value_name = "URL", group = "where", requires = "token")]
+    #[arg(long, value_name = "URL", requires = "token", conflicts_with = "log")]
     url: Option<String>,
     /// The bootstrap admin token for --url.
-    #[arg(long)]
+    #[arg(long, requires = "url")]
     token: Option<String>,
     /// An export file.
-    #[arg(long, value_name = "FILE", group = "where")]
+    #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
 }
 
 impl SourceArgs {
-    fn source(self) -> Source {
+    fn source(self) -> Option<Source> {
         match (self.data, self.url, self.log) {
-            (Some(data), _, _) => Source::Data(data),
-            (_, Some(url), _) => Source::Url {
+            (Some(data), _, _) => Some(Source::Data(data)),
+            (_, Some(url), _) => Some(Source::Url {
                 url,
                 token: self.token.unwrap_or_default(),
-            },
-            (_, _, Some(log)) => Source::Log(log),
-            // clap's group makes one of the three required.
-            _ => Source::Log(PathBuf::new()),
+            }),
+            (_, _, Some(log)) => Some(Source::Log(log)),
+            _ => None,
         }
     }
 }
@@ -208,11 +207,19 @@ fn main() -> ExitCode {
                 OutputFormat::Json => Format::Json,
                 OutputFormat::Table => Format::Table,
             };
-            cli::replay(&source.source(), org.as_deref(), point, format)
+            let Some(source) = source.source() else {
+                return missing_source();
+            };
+            cli::replay(&source, org.as_deref(), point, format)
         }
         Command::Login {
             source, org, file, ..
-        } => cli::login_dry_run(&source.source(), &org, &file),
+        } => {
+            let Some(source) = source.source() else {
+                return missing_source();
+            };
+            cli::login_dry_run(&source, &org, &file)
+        }
     };
     match outcome {
         Ok(text) => {
@@ -224,6 +231,11 @@ fn main() -> ExitCode {
             ExitCode::from(error.exit_code)
         }
     }
+}
+
+fn missing_source() -> ExitCode {
+    eprintln!("give one of --data DIR, --url URL --token T, or --log FILE");
+    ExitCode::from(2)
 }
 
 fn run_serve(args: ServeArgs) -> ExitCode {

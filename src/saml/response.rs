@@ -909,3 +909,58 @@ fn issuer_of(document: &Document, element: NodeId) -> Option<String> {
         .next()
         .map(|issuer| document.text(issuer).trim().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corpus(path: &str) -> Vec<u8> {
+        let full = format!("{}/../shared/interop/{path}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(full).unwrap()
+    }
+
+    /// The document at `path`, its top-level Assertion, and the proof of its one signature.
+    fn proven(path: &str, certificate: &str) -> (Document, NodeId, Verified) {
+        let document = Document::parse(&corpus(path), &RESPONSE_XML).unwrap();
+        let certificate = String::from_utf8(corpus(certificate)).unwrap();
+        let keys = [SigningKey::from_certificate_text(&certificate).unwrap()];
+        let signature = document
+            .elements()
+            .find(|id| document.is_named(*id, DSIG_NAMESPACE, "Signature"))
+            .unwrap();
+        let signed = document.parent(signature).unwrap();
+        let policy = DsigPolicy { allow_sha1: true };
+        let proof = dsig::verify_enveloped(&document, signed, signature, &keys, policy).unwrap();
+        let assertion = document
+            .children_named(document.root(), ASSERTION_NAMESPACE, "Assertion")
+            .next()
+            .unwrap();
+        (document, assertion, proof)
+    }
+
+    #[test]
+    fn a_proof_of_the_assertion_never_stands_for_the_response() {
+        let (document, assertion, proof) = proven(
+            "ruby-saml/adfs_response_sha256.xml",
+            "ruby-saml/adfs_response_sha256.keyinfo.pem",
+        );
+        assert_eq!(proof.element(), assertion);
+        let covered = CoveredAssertion::new(&document, assertion, None, Some(proof.clone()));
+        assert!(covered.is_ok_and(|c| c.signed_parts == SignedParts::Assertion));
+        let covered = CoveredAssertion::new(&document, assertion, Some(proof), None);
+        assert_eq!(covered.err(), Some(SamlError::SignatureMissing));
+    }
+
+    #[test]
+    fn a_proof_of_the_response_never_stands_for_the_assertion() {
+        let (document, assertion, proof) = proven(
+            "samael/response_signed.xml",
+            "samael/response_signed.keyinfo.pem",
+        );
+        assert_eq!(proof.element(), document.root());
+        let covered = CoveredAssertion::new(&document, assertion, Some(proof.clone()), None);
+        assert!(covered.is_ok_and(|c| c.signed_parts == SignedParts::Response));
+        let covered = CoveredAssertion::new(&document, assertion, None, Some(proof));
+        assert_eq!(covered.err(), Some(SamlError::SignatureMissing));
+    }
+}
