@@ -78,16 +78,10 @@ pub fn canonicalize(
     excluded: Option<NodeId>,
     output: &mut Vec<u8>,
 ) {
-    let mut writer = Writer {
-        document,
-        method,
-        excluded,
-        output,
-        rendered: Vec::new(),
-    };
+    let mut writer = Writer::new(document, method, excluded, output);
     // Namespaces rendered by output ancestors: none yet, the default namespace empty.
-    let in_scope = document.in_scope_namespaces(apex);
-    writer.element(apex, &in_scope, true);
+    writer.enter_ancestors_of(apex);
+    writer.element(apex, true);
 }
 
 /// Canonicalises a whole document, comments and processing instructions around the root
@@ -124,27 +118,80 @@ struct Writer<'a> {
     method: &'a Method,
     excluded: Option<NodeId>,
     output: &'a mut Vec<u8>,
-    /// Namespace declarations rendered by output ancestors, innermost last: (prefix, uri).
-    rendered: Vec<(String, String)>,
+    /// Namespace bindings in scope, outermost first: (prefix, uri), an empty uri undeclaring
+    /// the default namespace. Pushed per element and truncated after it, so nothing is
+    /// copied per element.
+    scope: Vec<(&'a str, &'a str)>,
+    /// Namespace declarations rendered by output ancestors, innermost last.
+    rendered: Vec<(&'a str, &'a str)>,
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
+    fn new(
+        document: &'a Document,
+        method: &'a Method,
+        excluded: Option<NodeId>,
+        output: &'a mut Vec<u8>,
+    ) -> Self {
+        Writer {
+            document,
+            method,
+            excluded,
+            output,
+            scope: Vec::new(),
+            rendered: Vec::new(),
+        }
+    }
+
+    /// Pushes the declarations of the apex's ancestors, outermost first.
+    fn enter_ancestors_of(&mut self, apex: NodeId) {
+        let mut chain = Vec::new();
+        let mut current = self.document.parent(apex);
+        while let Some(id) = current {
+            chain.push(id);
+            current = self.document.parent(id);
+        }
+        for id in chain.into_iter().rev() {
+            self.declare(id);
+        }
+    }
+
+    fn declare(&mut self, id: NodeId) {
+        if let Some(element) = self.document.element(id) {
+            for declaration in &element.namespace_declarations {
+                self.scope
+                    .push((declaration.prefix.as_str(), declaration.uri.as_str()));
+            }
+        }
+    }
+
+    /// The namespace URI bound to `prefix` now ("" when none).
+    fn uri_of(&self, prefix: &str) -> &'a str {
+        self.scope
+            .iter()
+            .rev()
+            .find(|(bound, _)| *bound == prefix)
+            .map_or("", |(_, uri)| *uri)
+    }
+
     /// The namespace URI that output ancestors have rendered for `prefix` ("" when none).
-    fn rendered_uri(&self, prefix: &str) -> &str {
+    fn rendered_uri(&self, prefix: &str) -> &'a str {
         self.rendered
             .iter()
             .rev()
-            .find(|(rendered, _)| rendered == prefix)
-            .map_or("", |(_, uri)| uri.as_str())
+            .find(|(rendered, _)| *rendered == prefix)
+            .map_or("", |(_, uri)| *uri)
     }
 
-    fn element(&mut self, id: NodeId, in_scope: &[(String, String)], is_apex: bool) {
+    fn element(&mut self, id: NodeId, is_apex: bool) {
         let document = self.document;
         let Some(element) = document.element(id) else {
             return;
         };
-        let declarations = self.namespaces_to_render(element, in_scope);
-        let mark = self.rendered.len();
+        let scope_mark = self.scope.len();
+        self.declare(id);
+        let declarations = self.namespaces_to_render(element);
+        let rendered_mark = self.rendered.len();
 
         self.output.push(b'<');
         write_qualified_name(&element.prefix, &element.local_name, self.output);
@@ -161,31 +208,31 @@ impl Writer<'_> {
         }
         self.rendered.extend(declarations);
 
-        let mut attributes: Vec<&Attribute> = element.attributes.iter().collect();
-        if is_apex && self.method.kind == Kind::Inclusive {
-            inherit_xml_attributes(document, id, &mut attributes);
-        }
-        // C14N §2.2: attributes sorted by namespace URI, then local name; no namespace first.
-        attributes.sort_by(|a, b| {
-            (a.namespace.as_deref().unwrap_or(""), a.local_name.as_str())
-                .cmp(&(b.namespace.as_deref().unwrap_or(""), b.local_name.as_str()))
-        });
-        for attribute in attributes {
-            self.output.push(b' ');
-            write_qualified_name(&attribute.prefix, &attribute.local_name, self.output);
-            self.output.extend_from_slice(b"=\"");
-            escape_attribute(&attribute.value, self.output);
-            self.output.push(b'"');
+        if element.attributes.len() == 1 && !(is_apex && self.method.kind == Kind::Inclusive) {
+            write_attribute(&element.attributes[0], self.output);
+        } else if !element.attributes.is_empty() || is_apex {
+            let mut attributes: Vec<&Attribute> = element.attributes.iter().collect();
+            if is_apex && self.method.kind == Kind::Inclusive {
+                inherit_xml_attributes(document, id, &mut attributes);
+            }
+            // C14N §2.2: attributes sorted by namespace URI, then local name; no namespace
+            // first.
+            attributes.sort_by(|a, b| {
+                (a.namespace.as_deref().unwrap_or(""), a.local_name.as_str())
+                    .cmp(&(b.namespace.as_deref().unwrap_or(""), b.local_name.as_str()))
+            });
+            for attribute in attributes {
+                write_attribute(attribute, self.output);
+            }
         }
         self.output.push(b'>');
 
-        let child_scope = scope_with(in_scope, element);
         for child in &element.children {
             if Some(*child) == self.excluded {
                 continue;
             }
-            match &self.document.node(*child).kind {
-                NodeKind::Element(_) => self.element(*child, &child_scope, false),
+            match &document.node(*child).kind {
+                NodeKind::Element(_) => self.element(*child, false),
                 NodeKind::Text(text) => escape_text(text, self.output),
                 NodeKind::Comment(text) => {
                     if self.method.with_comments {
@@ -201,27 +248,18 @@ impl Writer<'_> {
         self.output.extend_from_slice(b"</");
         write_qualified_name(&element.prefix, &element.local_name, self.output);
         self.output.push(b'>');
-        self.rendered.truncate(mark);
+        self.rendered.truncate(rendered_mark);
+        self.scope.truncate(scope_mark);
     }
 
     /// The namespace declarations this element renders, sorted by prefix (the default
-    /// namespace, with the empty prefix, first).
-    fn namespaces_to_render(
-        &self,
-        element: &Element,
-        in_scope: &[(String, String)],
-    ) -> Vec<(String, String)> {
-        let scope = scope_with(in_scope, element);
-        let uri_of = |prefix: &str| {
-            scope
-                .iter()
-                .find(|(bound, _)| bound == prefix)
-                .map_or("", |(_, uri)| uri.as_str())
-        };
-        let mut candidates: Vec<&str> = match &self.method.kind {
+    /// namespace, with the empty prefix, first). The element's own declarations are
+    /// already in scope.
+    fn namespaces_to_render(&self, element: &'a Element) -> Vec<(&'a str, &'a str)> {
+        let mut candidates: Vec<&'a str> = match &self.method.kind {
             Kind::Inclusive => {
-                let mut all: Vec<&str> = scope.iter().map(|(prefix, _)| prefix.as_str()).collect();
-                // The empty default namespace is a candidate too, for xmlns="".
+                // Every prefix in scope, and the empty default namespace (for xmlns="").
+                let mut all: Vec<&'a str> = self.scope.iter().map(|(prefix, _)| *prefix).collect();
                 all.push("");
                 all
             }
@@ -240,8 +278,16 @@ impl Writer<'_> {
                     } else {
                         prefix.as_str()
                     };
-                    if prefix.is_empty() || scope.iter().any(|(bound, _)| bound == prefix) {
-                        used.push(prefix);
+                    if prefix.is_empty() || !self.uri_of(prefix).is_empty() {
+                        // The list's strings live as long as the method, which outlives
+                        // this writer; look the prefix up in scope to borrow it from there.
+                        if let Some((bound, _)) =
+                            self.scope.iter().rev().find(|(bound, _)| *bound == prefix)
+                        {
+                            used.push(bound);
+                        } else {
+                            used.push("");
+                        }
                     }
                 }
                 used
@@ -253,11 +299,19 @@ impl Writer<'_> {
             .into_iter()
             .filter(|prefix| *prefix != "xml")
             .filter_map(|prefix| {
-                let uri = uri_of(prefix);
-                (uri != self.rendered_uri(prefix)).then(|| (prefix.to_string(), uri.to_string()))
+                let uri = self.uri_of(prefix);
+                (uri != self.rendered_uri(prefix)).then_some((prefix, uri))
             })
             .collect()
     }
+}
+
+fn write_attribute(attribute: &Attribute, output: &mut Vec<u8>) {
+    output.push(b' ');
+    write_qualified_name(&attribute.prefix, &attribute.local_name, output);
+    output.extend_from_slice(b"=\"");
+    escape_attribute(&attribute.value, output);
+    output.push(b'"');
 }
 
 /// Inclusive C14N §2.4: the apex of a document subset inherits the `xml:*` attributes of
@@ -282,29 +336,6 @@ fn inherit_xml_attributes<'d>(
         }
         ancestor = document.parent(id);
     }
-}
-
-/// The bindings in scope inside `element`, given those in scope at its parent.
-fn scope_with(parent_scope: &[(String, String)], element: &Element) -> Vec<(String, String)> {
-    if element.namespace_declarations.is_empty() {
-        return parent_scope.to_vec();
-    }
-    let mut scope: Vec<(String, String)> = parent_scope
-        .iter()
-        .filter(|(prefix, _)| {
-            !element
-                .namespace_declarations
-                .iter()
-                .any(|d| d.prefix == *prefix)
-        })
-        .cloned()
-        .collect();
-    for declaration in &element.namespace_declarations {
-        if !declaration.uri.is_empty() {
-            scope.push((declaration.prefix.clone(), declaration.uri.clone()));
-        }
-    }
-    scope
 }
 
 fn write_qualified_name(prefix: &str, local_name: &str, output: &mut Vec<u8>) {
@@ -333,30 +364,41 @@ fn write_pi(target: &str, data: &str, output: &mut Vec<u8>) {
 
 /// C14N §2.3 text nodes: `&`, `<`, `>` and CR escaped.
 fn escape_text(text: &str, output: &mut Vec<u8>) {
-    for byte in text.bytes() {
-        match byte {
-            b'&' => output.extend_from_slice(b"&amp;"),
-            b'<' => output.extend_from_slice(b"&lt;"),
-            b'>' => output.extend_from_slice(b"&gt;"),
-            b'\r' => output.extend_from_slice(b"&#xD;"),
-            _ => output.push(byte),
-        }
-    }
+    escape(text, output, |byte| match byte {
+        b'&' => Some(b"&amp;"),
+        b'<' => Some(b"&lt;"),
+        b'>' => Some(b"&gt;"),
+        b'\r' => Some(b"&#xD;"),
+        _ => None,
+    });
 }
 
 /// C14N §2.3 attribute values: `&`, `<`, `"`, TAB, LF and CR escaped.
 fn escape_attribute(value: &str, output: &mut Vec<u8>) {
-    for byte in value.bytes() {
-        match byte {
-            b'&' => output.extend_from_slice(b"&amp;"),
-            b'<' => output.extend_from_slice(b"&lt;"),
-            b'"' => output.extend_from_slice(b"&quot;"),
-            b'\t' => output.extend_from_slice(b"&#x9;"),
-            b'\n' => output.extend_from_slice(b"&#xA;"),
-            b'\r' => output.extend_from_slice(b"&#xD;"),
-            _ => output.push(byte),
+    escape(value, output, |byte| match byte {
+        b'&' => Some(b"&amp;"),
+        b'<' => Some(b"&lt;"),
+        b'"' => Some(b"&quot;"),
+        b'\t' => Some(b"&#x9;"),
+        b'\n' => Some(b"&#xA;"),
+        b'\r' => Some(b"&#xD;"),
+        _ => None,
+    });
+}
+
+/// Copies `text`, replacing the bytes `replacement` names; the runs between them are copied
+/// whole. Every replaced byte is ASCII, so runs never split a UTF-8 sequence.
+fn escape(text: &str, output: &mut Vec<u8>, replacement: impl Fn(u8) -> Option<&'static [u8]>) {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for (index, byte) in bytes.iter().enumerate() {
+        if let Some(escaped) = replacement(*byte) {
+            output.extend_from_slice(&bytes[start..index]);
+            output.extend_from_slice(escaped);
+            start = index + 1;
         }
     }
+    output.extend_from_slice(&bytes[start..]);
 }
 
 #[cfg(test)]

@@ -394,10 +394,13 @@ fn unsupported(uri: &str) -> SamlError {
 /// Base64 with any XML white space inside (signatures are often wrapped at 64 or 76
 /// columns, sometimes with `&#13;`).
 pub(crate) fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    let compact: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(compact)
-        .ok()
+    let engine = &base64::engine::general_purpose::STANDARD;
+    if !text.bytes().any(|b| b.is_ascii_whitespace()) {
+        return engine.decode(text).ok();
+    }
+    let mut compact = Vec::with_capacity(text.len());
+    compact.extend(text.bytes().filter(|b| !b.is_ascii_whitespace()));
+    engine.decode(compact).ok()
 }
 
 /// Compares without an early exit, so the time taken says nothing about where two digests
