@@ -268,8 +268,6 @@ pub fn is_id_attribute(attribute: &Attribute) -> bool {
 
 struct OpenElement {
     id: NodeId,
-    /// The qualified name, to match against the end tag.
-    qualified_name: String,
     /// Length of the namespace binding stack before this element's declarations.
     bindings_mark: usize,
 }
@@ -358,11 +356,7 @@ impl<'l> Builder<'l> {
                     self.flush_text()?;
                     let id = self.open_element(&start, offset)?;
                     let bindings_mark = self.bindings_mark_of(id);
-                    self.open.push(OpenElement {
-                        id,
-                        qualified_name: start.name().0.to_string(),
-                        bindings_mark,
-                    });
+                    self.open.push(OpenElement { id, bindings_mark });
                     if self.open.len() > self.limits.depth_max {
                         return Err(XmlError::LimitExceeded {
                             limit: "depth_max",
@@ -389,7 +383,7 @@ impl<'l> Builder<'l> {
                         .open
                         .pop()
                         .ok_or_else(|| malformed(offset, "stray end tag"))?;
-                    if open.qualified_name != end.name().0 {
+                    if !self.is_named_as(open.id, end.name().0) {
                         return Err(malformed(offset, "end tag does not match start tag"));
                     }
                     self.set_span_end(open.id, bom_bytes + reader.buffer_position() as usize);
@@ -425,7 +419,7 @@ impl<'l> Builder<'l> {
                 }
                 Event::Comment(comment) => {
                     self.flush_text()?;
-                    let text = normalize_line_ends(&comment);
+                    let text = normalize_line_ends(&comment).into_owned();
                     self.check_text_length(&text)?;
                     self.push_node(NodeKind::Comment(text))?;
                 }
@@ -439,7 +433,8 @@ impl<'l> Builder<'l> {
                     // `str::trim_start` would also eat U+00A0, U+3000 and the like, which
                     // are data and hashed by every other canonicaliser.
                     let data =
-                        normalize_line_ends(pi.content().trim_start_matches(is_xml_whitespace));
+                        normalize_line_ends(pi.content().trim_start_matches(is_xml_whitespace))
+                            .into_owned();
                     self.check_text_length(&data)?;
                     self.push_node(NodeKind::ProcessingInstruction { target, data })?;
                 }
@@ -466,6 +461,21 @@ impl<'l> Builder<'l> {
             _ => 0,
         };
         self.bindings.len() - declared
+    }
+
+    /// Whether element `id` was opened with exactly this qualified name (XML 1.0 §3: the end
+    /// tag repeats the start tag's name literally).
+    fn is_named_as(&self, id: NodeId, qualified_name: &str) -> bool {
+        match &self.nodes[id.index()].kind {
+            NodeKind::Element(element) if element.prefix.is_empty() => {
+                qualified_name == element.local_name
+            }
+            NodeKind::Element(element) => qualified_name
+                .strip_prefix(element.prefix.as_str())
+                .and_then(|rest| rest.strip_prefix(':'))
+                .is_some_and(|local| local == element.local_name),
+            _ => false,
+        }
     }
 
     fn set_span_end(&mut self, id: NodeId, end: usize) {
@@ -559,7 +569,7 @@ impl<'l> Builder<'l> {
                     uri: value,
                 });
             } else {
-                raw_attributes.push((name.to_string(), value));
+                raw_attributes.push((name, value));
             }
         }
         if declarations.len() > self.limits.namespace_declarations_per_element_max {
@@ -593,7 +603,7 @@ impl<'l> Builder<'l> {
         let namespace = self.resolve(prefix, true, offset)?;
         let mut attributes: Vec<Attribute> = Vec::with_capacity(raw_attributes.len());
         for (name, value) in raw_attributes {
-            let (prefix, local) = split_name(&name, offset)?;
+            let (prefix, local) = split_name(name, offset)?;
             let namespace = self.resolve(prefix, false, offset)?;
             let duplicate = attributes
                 .iter()
@@ -720,11 +730,11 @@ pub(crate) fn is_xml_whitespace(c: char) -> bool {
 }
 
 /// XML 1.0 §2.11: CR LF and lone CR become LF before anything else sees the text.
-fn normalize_line_ends(raw: &str) -> String {
+fn normalize_line_ends(raw: &str) -> std::borrow::Cow<'_, str> {
     if !raw.contains('\r') {
-        return raw.to_string();
+        return std::borrow::Cow::Borrowed(raw);
     }
-    raw.replace("\r\n", "\n").replace('\r', "\n")
+    std::borrow::Cow::Owned(raw.replace("\r\n", "\n").replace('\r', "\n"))
 }
 
 /// Resolves the body of `&name;`: the five predefined entities and character references.
