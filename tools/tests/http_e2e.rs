@@ -598,3 +598,93 @@ fn every_documented_route_is_served() {
         );
     }
 }
+
+/// Replaces what changes from run to run (IDs, instants, hashes) so bodies can be golden.
+fn redact(value: &Value) -> Value {
+    const VOLATILE: [&str; 14] = [
+        "login_id",
+        "request_id",
+        "created_at",
+        "updated_at",
+        "last_login_at",
+        "recorded_at",
+        "at",
+        "hash",
+        "prev_hash",
+        "cause",
+        "not_after",
+        "token",
+        "authn_instant",
+        "session_index",
+    ];
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, v)| {
+                    let v = if VOLATILE.contains(&key.as_str()) {
+                        json!("[redacted]")
+                    } else {
+                        redact(v)
+                    };
+                    (key.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        Value::String(text) if text.starts_with("login_") => json!("[redacted]"),
+        other => other.clone(),
+    }
+}
+
+macro_rules! golden {
+    ($name:expr, $value:expr) => {
+        insta::with_settings!({ snapshot_path => "../../snapshots", prepend_module_to_snapshot => false }, {
+            insta::assert_snapshot!($name, serde_json::to_string_pretty(&redact(&$value)).unwrap());
+        });
+    };
+}
+
+#[test]
+fn golden_answers_of_the_main_routes_and_refusals() {
+    let server = Server::start();
+    let idp = set_up(&server, "acme", IDP);
+    golden!("api_put_idp", idp);
+    let fixed = |assertion: &str, attributes: &[(&str, &[&str])]| {
+        let mut spec =
+            ResponseSpec::new(IDP, SP, ACS, "alice@example.com", OffsetDateTime::now_utc())
+                .ids(&format!("{assertion}-response"), assertion);
+        for (name, values) in attributes {
+            spec = spec.attribute(Attribute::new(name, values.iter().copied()));
+        }
+        spec.signed_xml(&fixture_key("rsa2048").unwrap()).unwrap()
+    };
+    let (_, provisioned) = server.post_login("acme", &fixed("_golden-1", ALICE));
+    golden!("api_login_provisioned", provisioned);
+    let (_, user) = server.call(
+        "GET",
+        "/v1/orgs/acme/users/alice%40example.com",
+        Some(ADMIN),
+        None,
+    );
+    golden!("api_user", user);
+    let (_, history) = server.call(
+        "GET",
+        "/v1/orgs/acme/users/alice%40example.com/history",
+        Some(ADMIN),
+        None,
+    );
+    golden!("api_history", history);
+    let (_, replayed) = server.post_login("acme", &fixed("_golden-1", ALICE));
+    golden!("api_refusal_replayed_assertion", replayed);
+    let thin = ResponseSpec::new(IDP, SP, ACS, "carol@example.com", OffsetDateTime::now_utc())
+        .ids("_golden-2-response", "_golden-2")
+        .attribute(Attribute::new("firstName", ["Carol"]))
+        .signed_xml(&fixture_key("rsa2048").unwrap())
+        .unwrap();
+    let (_, insufficient) = server.post_login("acme", &thin);
+    golden!("api_refusal_insufficient_attributes", insufficient);
+    let (_, unauthorized) = server.call("GET", "/v1/orgs/acme/users", None, None);
+    golden!("api_refusal_unauthorized", unauthorized);
+    let (_, unknown) = server.call("GET", "/v1/orgs/nope/saml/metadata", None, None);
+    golden!("api_refusal_unknown_org", unknown);
+}
