@@ -50,7 +50,7 @@ pub async fn healthz() -> impl IntoResponse {
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.service.metrics.render(),
+        state.service.metrics_text(),
     )
 }
 

@@ -143,6 +143,53 @@ impl Service {
         }
     }
 
+    /// The Prometheus text of `/metrics`: the service's counters and the writer's.
+    pub fn metrics_text(&self) -> String {
+        use std::fmt::Write as _;
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = self.store.stats();
+        let mut out = self.metrics.render();
+        let lines = [
+            (
+                "jitledger_append_batches_total",
+                "counter",
+                "Batches committed by the writer.",
+                stats.batches.load(Relaxed) as f64,
+            ),
+            (
+                "jitledger_append_requests_total",
+                "counter",
+                "Append requests taken by the writer.",
+                stats.requests.load(Relaxed) as f64,
+            ),
+            (
+                "jitledger_append_batch_requests_max",
+                "gauge",
+                "Largest batch so far.",
+                stats.batch_requests_max.load(Relaxed) as f64,
+            ),
+            (
+                "jitledger_durable_seconds_total",
+                "counter",
+                "Time in flush and fdatasync.",
+                stats.durable_nanos.load(Relaxed) as f64 / 1e9,
+            ),
+            (
+                "jitledger_append_queue_depth",
+                "gauge",
+                "Append requests waiting for the writer.",
+                stats.queued.load(Relaxed) as f64,
+            ),
+        ];
+        for (name, kind, help, value) in lines {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+        out
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

@@ -17,10 +17,13 @@ pub mod projections;
 pub mod verify;
 mod writer;
 
+pub use writer::WriterStats;
+
 #[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, TrySendError};
 
 use crate::events::Event;
@@ -237,6 +240,7 @@ pub struct Store {
     sender: Option<SyncSender<writer::Job>>,
     writer: Option<std::thread::JoinHandle<()>>,
     path: PathBuf,
+    stats: Arc<WriterStats>,
 }
 
 impl Store {
@@ -256,11 +260,13 @@ impl Store {
             None => ChainHasher::Sha256,
         };
         durability::sync_directory(&config.path)?;
+        let stats = Arc::new(WriterStats::default());
         let (sender, handle) = writer::spawn(
             db.clone(),
             trees.clone(),
             hasher.clone(),
             config.path.clone(),
+            Arc::clone(&stats),
         )?;
         Ok(Store {
             db,
@@ -269,7 +275,13 @@ impl Store {
             sender: Some(sender),
             writer: Some(handle),
             path: config.path.clone(),
+            stats,
         })
+    }
+
+    /// The writer's counters (batches, requests, durable time, queue depth).
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
     }
 
     pub fn path(&self) -> &Path {
@@ -295,9 +307,17 @@ impl Store {
             .sender
             .as_ref()
             .ok_or_else(|| AppendError::Storage("store closed".into()))?;
+        self.stats
+            .queued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match sender.try_send(writer::Job { request, reply }) {
             Ok(()) => Ok(receiver),
-            Err(TrySendError::Full(_)) => Err(AppendError::Busy),
+            Err(TrySendError::Full(_)) => {
+                self.stats
+                    .queued
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                Err(AppendError::Busy)
+            }
             Err(TrySendError::Disconnected(_)) => {
                 Err(AppendError::Storage("writer stopped".into()))
             }

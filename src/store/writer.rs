@@ -3,6 +3,8 @@
 //! logins share one flush.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use sled::Transactional;
@@ -33,11 +35,25 @@ impl std::fmt::Debug for Job {
     }
 }
 
+/// What the writer has done, for `/metrics`. Counters only grow; `queued` is a gauge.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub batches: AtomicU64,
+    pub requests: AtomicU64,
+    /// Largest batch so far.
+    pub batch_requests_max: AtomicU64,
+    /// Time spent in flush and sync, nanoseconds in total.
+    pub durable_nanos: AtomicU64,
+    /// Requests submitted and not yet taken by the writer.
+    pub queued: AtomicU64,
+}
+
 pub(crate) fn spawn(
     db: sled::Db,
     trees: Trees,
     hasher: ChainHasher,
     path: PathBuf,
+    stats: Arc<WriterStats>,
 ) -> std::io::Result<(SyncSender<Job>, std::thread::JoinHandle<()>)> {
     let (sender, receiver) = sync_channel(QUEUE_REQUESTS_MAX);
     let handle = std::thread::Builder::new()
@@ -49,6 +65,7 @@ pub(crate) fn spawn(
                 &hasher,
                 durability::Syncer::new(&path),
                 &receiver,
+                &stats,
             )
         })?;
     Ok((sender, handle))
@@ -60,6 +77,7 @@ fn run(
     hasher: &ChainHasher,
     mut syncer: durability::Syncer,
     receiver: &Receiver<Job>,
+    stats: &WriterStats,
 ) {
     // After a failed flush or sync the state of the files is unknown (an fsync error can
     // drop dirty pages); every later append is refused rather than acknowledged on top.
@@ -72,14 +90,25 @@ fn run(
                 Err(_) => break,
             }
         }
+        let taken = batch.len() as u64;
+        stats.queued.fetch_sub(
+            taken.min(stats.queued.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.requests.fetch_add(taken, Ordering::Relaxed);
+        stats.batch_requests_max.fetch_max(taken, Ordering::Relaxed);
         let replies: Vec<Reply> = match &failed {
             Some(reason) => batch
                 .iter()
                 .map(|_| Err(AppendError::Storage(reason.clone())))
                 .collect(),
             None => match commit(trees, hasher, &batch).and_then(|replies| {
+                let started = std::time::Instant::now();
                 db.flush().map_err(|e| e.to_string())?;
                 syncer.sync().map_err(|e| e.to_string())?;
+                let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                stats.durable_nanos.fetch_add(nanos, Ordering::Relaxed);
                 Ok(replies)
             }) {
                 Ok(replies) => replies,
