@@ -4,11 +4,13 @@
 //! otherwise valid, genuinely signed message, so that only the rule under test can refuse it.
 //!
 //! As in tests/attacks.rs, messages are signed by xmlsec1 (the reference XML-DSig
-//! implementation), never by our own code. The builder below is a copy of the one in
-//! tests/attacks.rs, with one addition: a template can be edited before it is signed.
+//! implementation), never by our own code, with the builder in tests/support.
 
 use std::path::PathBuf;
-use std::process::Command;
+
+mod support;
+
+use support::*;
 
 use jitledger::saml::dsig::{self, DsigPolicy};
 use jitledger::saml::keys::{KeyError, SignatureAlgorithm, SigningKey};
@@ -19,225 +21,12 @@ use jitledger::saml::response::{
 use jitledger::saml::xml::Document;
 use jitledger::saml::{SamlError, instant, limits};
 
-const IDP: &str = "https://idp.example.com/metadata";
-const SP: &str = "https://sp.example.com/metadata";
-const ACS: &str = "https://sp.example.com/acs";
-const NOW: &str = "2026-06-01T12:00:00Z";
-const REQUEST_ID: &str = "_request-1";
-
-const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
-const RSA_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
-const SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
 const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 const C14N: &str = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315";
 const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
 
-/// The Response and Assertion signature positions, as xmlsec1 `--node-xpath` selects them.
-const RESPONSE_SIGNATURE: &str = "/*[local-name()='Response']/*[local-name()='Signature']";
-const ASSERTION_SIGNATURE: &str =
-    "/*[local-name()='Response']/*[local-name()='Assertion']/*[local-name()='Signature']";
-
-fn keys_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys")
-}
-
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/interop")
-}
-
-// ---------------------------------------------------------------------------------------
-// Message builder (copied from tests/attacks.rs)
-// ---------------------------------------------------------------------------------------
-
-/// Where signatures go.
-#[derive(Clone, Copy, PartialEq)]
-enum Sign {
-    Response,
-    Assertion,
-}
-
-/// The parts of a login response a test varies; `login()` is a valid one.
-#[derive(Clone)]
-struct Login {
-    destination: Option<String>,
-    in_response_to: Option<String>,
-    status: String,
-    name_id: String,
-    attributes: String,
-    not_before: String,
-    not_on_or_after: String,
-    signature_method: &'static str,
-    /// The Assertion signature's Reference URI (normally `#_assertion-1`).
-    assertion_reference: String,
-}
-
-fn login() -> Login {
-    Login {
-        destination: Some(ACS.to_string()),
-        in_response_to: Some(REQUEST_ID.to_string()),
-        status: "urn:oasis:names:tc:SAML:2.0:status:Success".to_string(),
-        name_id: "alice@example.com".to_string(),
-        attributes: attribute("role", "Developer"),
-        not_before: "2026-06-01T11:55:00Z".to_string(),
-        not_on_or_after: "2026-06-01T12:05:00Z".to_string(),
-        signature_method: RSA_SHA256,
-        assertion_reference: "#_assertion-1".to_string(),
-    }
-}
-
-fn attribute(name: &str, value: &str) -> String {
-    format!(
-        "<saml:Attribute Name=\"{name}\"><saml:AttributeValue>{value}</saml:AttributeValue></saml:Attribute>"
-    )
-}
-
-fn signature_template(reference: &str, login: &Login) -> String {
-    format!(
-        concat!(
-            "<ds:Signature xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><ds:SignedInfo>",
-            "<ds:CanonicalizationMethod Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/>",
-            "<ds:SignatureMethod Algorithm=\"{method}\"/><ds:Reference URI=\"{reference}\">",
-            "<ds:Transforms>",
-            "<ds:Transform Algorithm=\"http://www.w3.org/2000/09/xmldsig#enveloped-signature\"/>",
-            "<ds:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/>",
-            "</ds:Transforms><ds:DigestMethod Algorithm=\"{digest}\"/><ds:DigestValue/>",
-            "</ds:Reference></ds:SignedInfo><ds:SignatureValue/>",
-            "<ds:KeyInfo><ds:X509Data/></ds:KeyInfo></ds:Signature>"
-        ),
-        method = login.signature_method,
-        digest = SHA256,
-        reference = reference,
-    )
-}
-
-impl Login {
-    fn assertion_xml(&self, signed: bool) -> String {
-        let in_response_to = self
-            .in_response_to
-            .as_ref()
-            .map(|id| format!(" InResponseTo=\"{id}\""))
-            .unwrap_or_default();
-        let signature = if signed {
-            signature_template(&self.assertion_reference, self)
-        } else {
-            String::new()
-        };
-        format!(
-            concat!(
-                "<saml:Assertion ID=\"_assertion-1\" Version=\"2.0\" IssueInstant=\"2026-06-01T11:59:00Z\">",
-                "<saml:Issuer>{issuer}</saml:Issuer>{signature}",
-                "<saml:Subject><saml:NameID Format=\"urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress\">",
-                "{name_id}</saml:NameID>",
-                "<saml:SubjectConfirmation Method=\"urn:oasis:names:tc:SAML:2.0:cm:bearer\">",
-                "<saml:SubjectConfirmationData Recipient=\"{recipient}\" NotOnOrAfter=\"{not_on_or_after}\"{irt}/>",
-                "</saml:SubjectConfirmation></saml:Subject>",
-                "<saml:Conditions NotBefore=\"{not_before}\" NotOnOrAfter=\"{not_on_or_after}\">",
-                "<saml:AudienceRestriction><saml:Audience>{audience}</saml:Audience></saml:AudienceRestriction>",
-                "</saml:Conditions>",
-                "<saml:AuthnStatement AuthnInstant=\"2026-06-01T11:59:00Z\" SessionIndex=\"_session-1\">",
-                "<saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:Password",
-                "</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>",
-                "<saml:AttributeStatement>{attributes}</saml:AttributeStatement></saml:Assertion>"
-            ),
-            issuer = IDP,
-            signature = signature,
-            name_id = self.name_id,
-            recipient = ACS,
-            not_on_or_after = self.not_on_or_after,
-            irt = in_response_to,
-            not_before = self.not_before,
-            audience = SP,
-            attributes = self.attributes,
-        )
-    }
-
-    /// The unsigned template: signature elements in place, values empty.
-    fn template(&self, sign: Sign) -> String {
-        let destination = self
-            .destination
-            .as_ref()
-            .map(|d| format!(" Destination=\"{d}\""))
-            .unwrap_or_default();
-        let in_response_to = self
-            .in_response_to
-            .as_ref()
-            .map(|id| format!(" InResponseTo=\"{id}\""))
-            .unwrap_or_default();
-        let response_signature = if sign == Sign::Response {
-            signature_template("#_response-1", self)
-        } else {
-            String::new()
-        };
-        format!(
-            concat!(
-                "<samlp:Response xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" ",
-                "xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID=\"_response-1\" Version=\"2.0\" ",
-                "IssueInstant=\"2026-06-01T11:59:00Z\"{destination}{irt}>",
-                "<saml:Issuer>{issuer}</saml:Issuer>{signature}",
-                "<samlp:Status><samlp:StatusCode Value=\"{status}\"/></samlp:Status>",
-                "{assertion}</samlp:Response>"
-            ),
-            destination = destination,
-            irt = in_response_to,
-            issuer = IDP,
-            signature = response_signature,
-            status = self.status,
-            assertion = self.assertion_xml(sign == Sign::Assertion),
-        )
-    }
-
-    fn signed(&self, sign: Sign) -> String {
-        sign_template(&self.template(sign), sign, "rsa2048")
-    }
-
-    /// The template with `edit` applied before xmlsec1 signs it, so the signature is genuine.
-    fn signed_after(&self, sign: Sign, edit: impl FnOnce(String) -> String) -> String {
-        let template = self.template(sign);
-        let edited = edit(template.clone());
-        assert_ne!(edited, template, "the edit changed nothing");
-        sign_template(&edited, sign, "rsa2048")
-    }
-}
-
-fn sign_template(template: &str, sign: Sign, key: &str) -> String {
-    let position = match sign {
-        Sign::Response => RESPONSE_SIGNATURE,
-        Sign::Assertion => ASSERTION_SIGNATURE,
-    };
-    xmlsec1_sign(template, key, position)
-}
-
-fn xmlsec1_sign(xml: &str, key: &str, node_xpath: &str) -> String {
-    let directory = tempfile::tempdir().unwrap();
-    let input = directory.path().join("in.xml");
-    let output = directory.path().join("out.xml");
-    std::fs::write(&input, xml).unwrap();
-    let keys = keys_dir();
-    let key_pair = format!(
-        "{},{}",
-        keys.join(format!("{key}.key.pem")).display(),
-        keys.join(format!("{key}.cert.pem")).display()
-    );
-    let status = Command::new("xmlsec1")
-        .args(["--sign", "--privkey-pem", &key_pair])
-        .args([
-            "--id-attr:ID",
-            "urn:oasis:names:tc:SAML:2.0:protocol:Response",
-        ])
-        .args([
-            "--id-attr:ID",
-            "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
-        ])
-        .args(["--node-xpath", node_xpath, "--output"])
-        .args([&output, &input])
-        .status()
-        .expect("xmlsec1 is needed by the tests: run tools/test, which installs it");
-    assert!(status.success(), "xmlsec1 could not sign");
-    let signed = std::fs::read_to_string(&output).unwrap();
-    signed
-        .strip_prefix("<?xml version=\"1.0\"?>\n")
-        .unwrap_or(&signed)
-        .to_string()
 }
 
 fn certificate(key: &str) -> SigningKey {
@@ -290,32 +79,6 @@ fn code_after(edit: impl FnOnce(String) -> String) -> &'static str {
 fn replace_once(text: &str, from: &str, to: &str) -> String {
     assert_eq!(text.matches(from).count(), 1, "{from:?} is not unique");
     text.replacen(from, to, 1)
-}
-
-/// The byte range of the first element whose start tag begins with `start` ("<saml:Assertion").
-fn element_range(xml: &str, start: &str) -> std::ops::Range<usize> {
-    let open = concat!(
-        "<wrapper xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" ",
-        "xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" ",
-        "xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\">"
-    );
-    let wrapped = format!("{open}{xml}</wrapper>");
-    let document = Document::parse(wrapped.as_bytes(), &limits::METADATA_XML).unwrap();
-    document
-        .elements()
-        .map(|id| document.element(id).unwrap().span.clone())
-        .find(|span| wrapped[span.clone()].starts_with(start))
-        .map(|span| span.start - open.len()..span.end - open.len())
-        .unwrap_or_else(|| panic!("no element {start}"))
-}
-
-fn element<'x>(xml: &'x str, start: &str) -> &'x str {
-    &xml[element_range(xml, start)]
-}
-
-fn without(xml: &str, start: &str) -> String {
-    let range = element_range(xml, start);
-    format!("{}{}", &xml[..range.start], &xml[range.end..])
 }
 
 // ---- baseline: every edit below is refused only because of the rule it names.
