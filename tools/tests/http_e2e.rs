@@ -364,8 +364,14 @@ fn airkit_and_yext_behaviours_through_the_acs_and_the_query_routes() {
         "{metrics}"
     );
     assert!(metrics.contains("jitledger_login_refusals_total{code=\"replayed_assertion\"} 1"));
-    assert!(metrics.contains("jitledger_append_batches_total "), "{metrics}");
-    assert!(metrics.contains("jitledger_append_queue_depth 0"), "{metrics}");
+    assert!(
+        metrics.contains("jitledger_append_batches_total "),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("jitledger_append_queue_depth 0"),
+        "{metrics}"
+    );
 }
 
 #[test]
