@@ -182,6 +182,22 @@ proptest! {
                 prop_assert_eq!(holders.contains(&user.to_string()), holds);
             }
         }
+        // The ACL index holds exactly the grants of the users' current ACLs.
+        for on_type in [OnType::Account, OnType::Folder, OnType::Location] {
+            for on in 0..3 {
+                let on = format!("r{on}");
+                let mut stored = store.grants_on("acme", on_type.as_str(), &on).unwrap();
+                stored.sort();
+                let mut expected: Vec<(String, String)> = incremental
+                    .iter()
+                    .flat_map(|u| u.acl.value.iter().map(move |e| (u, e)))
+                    .filter(|(_, e)| e.on_type == on_type && e.on == on)
+                    .map(|(u, e)| (u.user_id.clone(), e.role_id.clone()))
+                    .collect();
+                expected.sort();
+                prop_assert_eq!(stored, expected);
+            }
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! [`project`], whether into sled trees inside the append transaction or into memory to
 //! check those trees against a fresh fold.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::events::Event;
 use crate::provisioning::config::OrgConfig;
@@ -142,41 +142,47 @@ pub fn project<S: ProjectionStore>(
         cause: envelope.cause.id().to_string(),
     };
     let after = apply(before.clone(), &envelope.event, &applied);
-    if let Some(before) = &before {
-        store.remove(
-            Projection::UsersByRole,
-            &keys::role_member(org_id, &before.role.value, user_id),
-        )?;
-        for entry in &before.acl.value {
-            let grant = keys::acl_grant(
-                org_id,
-                entry.on_type.as_str(),
-                &entry.on,
-                user_id,
-                &entry.role_id,
-            );
-            store.remove(Projection::Acl, &grant)?;
+    // Index entries are removed and added by difference, so that a login that changes
+    // neither role nor ACL (the common repeat login) rewrites the user alone.
+    let grants = |state: &Option<UserState>| -> BTreeSet<Vec<u8>> {
+        state
+            .iter()
+            .flat_map(|state| {
+                state.acl.value.iter().map(|entry| {
+                    keys::acl_grant(
+                        org_id,
+                        entry.on_type.as_str(),
+                        &entry.on,
+                        user_id,
+                        &entry.role_id,
+                    )
+                })
+            })
+            .collect()
+    };
+    let role_key = |state: &Option<UserState>| {
+        state
+            .as_ref()
+            .map(|state| keys::role_member(org_id, &state.role.value, user_id))
+    };
+    let (role_before, role_after) = (role_key(&before), role_key(&after));
+    if role_before != role_after {
+        if let Some(key) = role_before {
+            store.remove(Projection::UsersByRole, &key)?;
+        }
+        if let Some(key) = role_after {
+            store.insert(Projection::UsersByRole, key, Vec::new())?;
         }
     }
+    let (grants_before, grants_after) = (grants(&before), grants(&after));
+    for grant in grants_before.difference(&grants_after) {
+        store.remove(Projection::Acl, grant)?;
+    }
+    for grant in grants_after.difference(&grants_before) {
+        store.insert(Projection::Acl, grant.clone(), Vec::new())?;
+    }
     match after {
-        Some(after) => {
-            store.insert(
-                Projection::UsersByRole,
-                keys::role_member(org_id, &after.role.value, user_id),
-                Vec::new(),
-            )?;
-            for entry in &after.acl.value {
-                let grant = keys::acl_grant(
-                    org_id,
-                    entry.on_type.as_str(),
-                    &entry.on,
-                    user_id,
-                    &entry.role_id,
-                );
-                store.insert(Projection::Acl, grant, Vec::new())?;
-            }
-            store.insert(Projection::Users, key, encode(&after))?;
-        }
+        Some(after) => store.insert(Projection::Users, key, encode(&after))?,
         None => store.remove(Projection::Users, &key)?,
     }
     Ok(())
