@@ -7,8 +7,9 @@
 //! * `store-bench appends --concurrency 1,16,256 --seconds 10`: N threads each append
 //!   login-shaped requests (UserProvisioned + LoginRecorded of a new user, a unique assertion
 //!   guard) to a fresh store with `Store::append_blocking` for a fixed time, after a warm-up.
-//!   Reports appends/s, events/s, append latency p50/p99/max, and the CPU the process and the
-//!   writer thread used per append. Runs the floor first (`--no-floor` to skip).
+//!   Reports appends/s, events/s, append latency p50/p99/max, the CPU the process and the
+//!   writer thread used per append, and from `Store::stats` the batches (how many, their
+//!   size, the time in flush + fdatasync). Runs the floor first (`--no-floor` to skip).
 //! * `store-bench build --events 1000000`: builds a log of that many events with many
 //!   concurrent appenders (large batches), reports the build time and bytes on disk per event.
 //! * `store-bench replay --dir DIR`: opens an existing log (`Store::open` + `head()`), then
@@ -133,8 +134,29 @@ struct AppendsCommand {
     /// Worker threads of the runtime in `--mode tasks` (default: one per CPU).
     #[arg(long)]
     workers: Option<usize>,
+    /// What each append is: the first login of a new user (UserProvisioned + LoginRecorded),
+    /// or a repeat login of the appender's own user (LoginRecorded alone, after one first
+    /// login during the warm-up) that changes nothing else.
+    #[arg(long, value_enum, default_value_t = Shape::First)]
+    shape: Shape,
     #[command(flatten)]
     floor: FloorArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Shape {
+    First,
+    Repeat,
+}
+
+impl Shape {
+    /// The `n`th append of appender `thread`.
+    fn request(self, thread: u64, n: u64) -> AppendRequest {
+        match (self, n) {
+            (Shape::First, _) | (Shape::Repeat, 0) => login_request(thread, n),
+            (Shape::Repeat, _) => repeat_login_request(thread, n),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -552,6 +574,19 @@ fn login_request(thread: u64, n: u64) -> AppendRequest {
     }
 }
 
+/// Login `n` (≥ 1) of the user whose first login was `login_request(thread, 0)`: only its
+/// LoginRecorded, at stream version `n + 2`.
+fn repeat_login_request(thread: u64, n: u64) -> AppendRequest {
+    let mut request = login_request(thread, n);
+    let first_user = format!("user{thread}.0@bench.example.com");
+    request.stream = user_stream(&first_user);
+    request.expected_version = n + 1;
+    request
+        .events
+        .retain(|event| matches!(event, Event::LoginRecorded(_)));
+    request
+}
+
 /// The mean stored size (envelope with its hash) of the events of one login request.
 fn mean_event_bytes() -> usize {
     let request = login_request(123, 456_789);
@@ -577,16 +612,14 @@ fn mean_event_bytes() -> usize {
 
 /// Appends the login `(thread, n)`, retrying while the queue is full; `request` is its first
 /// attempt, built ahead. Returns the number of `Busy` refusals.
-fn append_retrying(store: &Store, request: AppendRequest, thread: u64, n: u64) -> Fallible<u64> {
+fn append_retrying(store: &Store, make: impl Fn() -> AppendRequest) -> Fallible<u64> {
     let mut busy = 0;
-    let mut request = request;
     loop {
-        match store.append_blocking(request) {
+        match store.append_blocking(make()) {
             Ok(_) => return Ok(busy),
             Err(AppendError::Busy) => {
                 busy += 1;
                 std::thread::sleep(Duration::from_micros(200));
-                request = login_request(thread, n);
             }
             Err(other) => return Err(format!("append failed: {other}")),
         }
@@ -729,8 +762,11 @@ fn appends(command: &AppendsCommand) -> Fallible<()> {
     }
     let mut all_medians = Vec::new();
     for &concurrency in &command.concurrency {
-        let label =
-            format!("appends mode={:?} concurrency={concurrency}", command.mode).to_lowercase();
+        let label = format!(
+            "appends mode={:?} shape={:?} concurrency={concurrency}",
+            command.mode, command.shape
+        )
+        .to_lowercase();
         let mut runs = Vec::new();
         for run in 1..=common.runs {
             wait_for_load(common.wait_load, common.wait_max);
@@ -775,8 +811,7 @@ type Sample = (u64, u64);
 #[derive(Debug)]
 struct Appended {
     samples: Vec<Sample>,
-    /// CPU seconds of the process and of the writer thread during the measured window.
-    window_cpu: (f64, f64),
+    window: WindowStats,
     busy: u64,
 }
 
@@ -790,19 +825,44 @@ struct Window {
 impl Window {
     /// Sleeps until the window starts, then until it ends; returns the CPU seconds (process,
     /// writer thread) spent in it.
-    fn measure(self, began: Instant, writer: Option<&str>) -> (f64, f64) {
-        let cpu = || {
-            (
-                process_cpu_seconds(),
-                writer.map_or(0.0, thread_cpu_seconds),
-            )
+    fn measure(self, began: Instant, writer: Option<&str>, store: &Store) -> WindowStats {
+        let snapshot = || {
+            let stats = store.stats();
+            WindowStats {
+                process_cpu: process_cpu_seconds(),
+                writer_cpu: writer.map_or(0.0, thread_cpu_seconds),
+                batches: stats.batches.load(Ordering::Relaxed),
+                requests: stats.requests.load(Ordering::Relaxed),
+                durable_seconds: stats.durable_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            }
         };
         std::thread::sleep(self.start.saturating_sub(began.elapsed()));
-        let before = cpu();
+        let before = snapshot();
         std::thread::sleep(self.end.saturating_sub(began.elapsed()));
-        let after = cpu();
-        (after.0 - before.0, after.1 - before.1)
+        let after = snapshot();
+        WindowStats {
+            process_cpu: after.process_cpu - before.process_cpu,
+            writer_cpu: after.writer_cpu - before.writer_cpu,
+            batches: after.batches - before.batches,
+            requests: after.requests - before.requests,
+            durable_seconds: after.durable_seconds - before.durable_seconds,
+        }
     }
+}
+
+/// What happened during the measured window.
+#[derive(Debug, Clone, Copy)]
+struct WindowStats {
+    /// CPU seconds of the whole process.
+    process_cpu: f64,
+    /// CPU seconds of the writer thread.
+    writer_cpu: f64,
+    /// Batches the writer committed (`Store::stats`).
+    batches: u64,
+    /// Requests in those batches.
+    requests: u64,
+    /// Seconds the writer spent in sled's flush and the fdatasync after it.
+    durable_seconds: f64,
 }
 
 fn append_run(common: &Common, command: &AppendsCommand, concurrency: usize) -> Fallible<Figures> {
@@ -819,19 +879,19 @@ fn append_run(common: &Common, command: &AppendsCommand, concurrency: usize) -> 
     };
     let (store, appended) = match command.mode {
         Mode::Threads => {
-            let appended = appenders_threads(&store, concurrency, window)?;
+            let appended = appenders_threads(&store, concurrency, command.shape, window)?;
             (store, appended)
         }
         Mode::Tasks => {
             let workers = command
                 .workers
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-            appenders_tasks(store, concurrency, workers, window)?
+            appenders_tasks(store, concurrency, workers, command.shape, window)?
         }
     };
     let Appended {
         samples,
-        window_cpu,
+        window: stats,
         busy,
     } = appended;
     let (head, _) = store.head().map_err(|e| format!("head: {e}"))?;
@@ -856,13 +916,30 @@ fn append_run(common: &Common, command: &AppendsCommand, concurrency: usize) -> 
     figures.set("latency_max_ms", quantile(&latencies, 1.0) as f64 / 1e6);
     figures.set(
         "process_cpu_us_per_append",
-        window_cpu.0 * 1e6 / appended.max(1.0),
+        stats.process_cpu * 1e6 / appended.max(1.0),
     );
     figures.set(
         "writer_cpu_us_per_append",
-        window_cpu.1 * 1e6 / appended.max(1.0),
+        stats.writer_cpu * 1e6 / appended.max(1.0),
     );
-    figures.set("writer_busy_percent", window_cpu.1 * 100.0 / seconds);
+    figures.set("writer_cpu_percent", stats.writer_cpu * 100.0 / seconds);
+    let batches = stats.batches.max(1) as f64;
+    figures.set("batches_per_s", stats.batches as f64 / seconds);
+    figures.set("requests_per_batch", stats.requests as f64 / batches);
+    figures.set(
+        "flush_and_sync_ms_per_batch",
+        stats.durable_seconds * 1e3 / batches,
+    );
+    figures.set(
+        "flush_and_sync_percent",
+        stats.durable_seconds * 100.0 / seconds,
+    );
+    figures.set(
+        // The writer's wall time per batch outside flush and sync: the transaction, the
+        // replies, and waiting for the next request when the queue is empty.
+        "outside_flush_ms_per_batch",
+        (seconds - stats.durable_seconds) * 1e3 / batches,
+    );
     figures.set("busy_refusals", busy as f64);
     figures.set("events_in_log", head as f64);
     figures.set(
@@ -875,7 +952,12 @@ fn append_run(common: &Common, command: &AppendsCommand, concurrency: usize) -> 
 }
 
 /// `concurrency` OS threads calling `append_blocking` in a loop.
-fn appenders_threads(store: &Store, concurrency: usize, window: Window) -> Fallible<Appended> {
+fn appenders_threads(
+    store: &Store,
+    concurrency: usize,
+    shape: Shape,
+    window: Window,
+) -> Fallible<Appended> {
     let writer = thread_id("jitledger-writer");
     let stop = AtomicBool::new(false);
     let busy = AtomicU64::new(0);
@@ -888,10 +970,9 @@ fn appenders_threads(store: &Store, concurrency: usize, window: Window) -> Falli
                 let mut samples = Vec::with_capacity(4096);
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    let request = login_request(thread, n);
                     let start = began.elapsed();
                     busy.fetch_add(
-                        append_retrying(store, request, thread, n)?,
+                        append_retrying(store, || shape.request(thread, n))?,
                         Ordering::Relaxed,
                     );
                     let end = began.elapsed();
@@ -901,7 +982,7 @@ fn appenders_threads(store: &Store, concurrency: usize, window: Window) -> Falli
                 Ok(samples)
             })?);
         }
-        let window_cpu = window.measure(began, writer.as_deref());
+        let stats = window.measure(began, writer.as_deref(), store);
         stop.store(true, Ordering::Relaxed);
         let mut samples = Vec::new();
         for handle in handles {
@@ -912,7 +993,7 @@ fn appenders_threads(store: &Store, concurrency: usize, window: Window) -> Falli
         }
         Ok(Appended {
             samples,
-            window_cpu,
+            window: stats,
             busy: busy.load(Ordering::Relaxed),
         })
     })
@@ -923,6 +1004,7 @@ fn appenders_tasks(
     store: Store,
     concurrency: usize,
     workers: usize,
+    shape: Shape,
     window: Window,
 ) -> Fallible<(Store, Appended)> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -941,7 +1023,7 @@ fn appenders_tasks(
                 let mut samples: Vec<Sample> = Vec::with_capacity(4096);
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    let mut request = login_request(thread, n);
+                    let mut request = shape.request(thread, n);
                     let start = began.elapsed();
                     loop {
                         match store.append(request).await {
@@ -949,7 +1031,7 @@ fn appenders_tasks(
                             Err(AppendError::Busy) => {
                                 busy.fetch_add(1, Ordering::Relaxed);
                                 tokio::task::yield_now().await;
-                                request = login_request(thread, n);
+                                request = shape.request(thread, n);
                             }
                             Err(other) => return Err(format!("append failed: {other}")),
                         }
@@ -962,7 +1044,7 @@ fn appenders_tasks(
             })
         })
         .collect();
-    let window_cpu = window.measure(began, writer.as_deref());
+    let stats = window.measure(began, writer.as_deref(), &store);
     stop.store(true, Ordering::Relaxed);
     let samples = runtime.block_on(async {
         let mut samples = Vec::new();
@@ -980,7 +1062,7 @@ fn appenders_tasks(
         store,
         Appended {
             samples,
-            window_cpu,
+            window: stats,
             busy: busy.load(Ordering::Relaxed),
         },
     ))
@@ -1015,7 +1097,7 @@ fn build(dir: &Path, args: &BuildArgs) -> Fallible<Figures> {
                     if n >= logins {
                         return;
                     }
-                    match append_retrying(store, login_request(thread, n), thread, n) {
+                    match append_retrying(store, || login_request(thread, n)) {
                         Ok(refused) => {
                             busy.fetch_add(refused, Ordering::Relaxed);
                             progress.fetch_add(1, Ordering::Relaxed);
