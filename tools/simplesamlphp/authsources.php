@@ -1,0 +1,36 @@
+<?php
+/*
+ * The IdP's users: `exampleauth:UserPass`, "<username>:<password>" => attributes.
+ * The attribute names are the ones jitledger's test maps (email, givenName, sn, role) plus
+ * a Yext-style ACL entry for alice.
+ */
+$config = [
+    'admin' => [
+        'core:AdminPassword',
+    ],
+
+    'example-userpass' => [
+        'exampleauth:UserPass',
+
+        'alice:alicepass' => [
+            'uid' => ['alice'],
+            'email' => ['Alice@Example.com'],
+            'givenName' => ['Alice'],
+            'sn' => ['Liddell'],
+            'displayName' => ['Alice Liddell'],
+            'role' => ['Developer'],
+            'eduPersonAffiliation' => ['member', 'staff'],
+            'acl[0].roleId' => ['Developer'],
+            'acl[0].on' => ['account-7'],
+            'acl[0].onType' => ['ACCOUNT'],
+        ],
+        'bob:bobpass' => [
+            'uid' => ['bob'],
+            'email' => ['bob@example.com'],
+            'givenName' => ['Bob'],
+            'sn' => ['Builder'],
+            'role' => ['admin'],
+            'eduPersonAffiliation' => ['member'],
+        ],
+    ],
+];
