@@ -1,8 +1,8 @@
 <?php
 /*
  * The IdP's users: `exampleauth:UserPass`, "<username>:<password>" => attributes.
- * The attribute names are the ones jitledger's test maps (email, givenName, sn, role) plus
- * a Yext-style ACL entry for alice.
+ * The attribute names are the ones jitledger's test maps (email, givenName, sn,
+ * displayName, role, eduPersonPrincipalName) plus a Yext-style ACL entry for alice.
  */
 $config = [
     'admin' => [
@@ -14,6 +14,7 @@ $config = [
 
         'alice:alicepass' => [
             'uid' => ['alice'],
+            'eduPersonPrincipalName' => ['alice@example.org'],
             'email' => ['Alice@Example.com'],
             'givenName' => ['Alice'],
             'sn' => ['Liddell'],
@@ -26,6 +27,7 @@ $config = [
         ],
         'bob:bobpass' => [
             'uid' => ['bob'],
+            'eduPersonPrincipalName' => ['bob@example.org'],
             'email' => ['bob@example.com'],
             'givenName' => ['Bob'],
             'sn' => ['Builder'],

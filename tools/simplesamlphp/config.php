@@ -14,7 +14,7 @@ $config = [
     'datadir' => $scratch . '/data/',
     'tempdir' => $scratch . '/tmp/',
     'metadatadir' => $scratch . '/metadata/',
-    'attributenamemapdir' => '/usr/share/simplesamlphp/attributemap/',
+    'attributenamemapdir' => $scratch . '/attributemap/',
 
     'secretsalt' => $params['secret_salt'],
     'auth.adminpassword' => $params['admin_password'],

@@ -4,14 +4,17 @@
  * own metadata converter (admin/metadata-converter) does: the IdP learns jitledger's
  * entityID, ACS URL and wishes from the XML jitledger publishes, not from a hand copy.
  *
- * Usage: php sp-remote.php SP_METADATA.xml OUTPUT.php
+ * A profile (a PHP file returning an array) is merged into each SP entry on top.
+ *
+ * Usage: php sp-remote.php SP_METADATA.xml PROFILE.php OUTPUT.php
  */
 require '/usr/share/simplesamlphp/lib/_autoload.php';
 
-if ($argc !== 3) {
-    fwrite(STDERR, "usage: php sp-remote.php SP_METADATA.xml OUTPUT.php\n");
+if ($argc !== 4) {
+    fwrite(STDERR, "usage: php sp-remote.php SP_METADATA.xml PROFILE.php OUTPUT.php\n");
     exit(2);
 }
+$profile = require $argv[2];
 $xml = trim((string) file_get_contents($argv[1]));
 \SimpleSAML\Utils\XML::checkSAMLMessage($xml, 'saml-meta');
 $entities = \SimpleSAML\Metadata\SAMLParser::parseDescriptorsString($xml);
@@ -24,6 +27,7 @@ foreach ($entities as $entityId => $entity) {
         continue;
     }
     unset($sp['entityDescriptor'], $sp['expire']);
+    $sp = array_replace($sp, $profile);
     $text .= '$metadata[' . var_export($entityId, true) . '] = ' . var_export($sp, true) . ";\n";
     $count++;
 }
@@ -31,4 +35,4 @@ if ($count === 0) {
     fwrite(STDERR, "sp-remote.php: no SPSSODescriptor in {$argv[1]}\n");
     exit(1);
 }
-file_put_contents($argv[2], $text);
+file_put_contents($argv[3], $text);
