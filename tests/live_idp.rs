@@ -25,6 +25,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(20);
 const ADMIN: &str = "jlt._.bootstrap.5afe1d9e0c2b4f7a8e6d1c3b5a7f9e0d2c4b6a8f0e1d3c5b";
 const ORG: &str = "acme";
 const IDP: &str = "simplesamlphp";
+const SP_ENTITY_ID: &str = "https://jitledger.test/sp/acme";
 const SETUP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/simplesamlphp/setup");
 const INSTALL_HINT: &str = "the live IdP test needs php and SimpleSAMLphp: tools/test installs \
      them (apt-get install -y simplesamlphp php-cli php-xml openssl)";
@@ -478,12 +479,13 @@ fn require_simplesamlphp() {
 /// SimpleSAMLphp, set up by `tools/simplesamlphp/setup` for jitledger's SP metadata.
 struct SimpleSamlPhp {
     _process: Group,
+    base: String,
     metadata: String,
     dir: PathBuf,
 }
 
 impl SimpleSamlPhp {
-    fn start(dir: &Path, sp_metadata: &str) -> SimpleSamlPhp {
+    fn start(dir: &Path, profile: &str, sp_metadata: &str) -> SimpleSamlPhp {
         std::fs::create_dir_all(dir).unwrap();
         let sp_file = dir.join("jitledger-sp.xml");
         std::fs::write(&sp_file, sp_metadata).unwrap();
@@ -494,6 +496,7 @@ impl SimpleSamlPhp {
         let stderr_path = dir.join("setup.stderr");
         let mut command = Command::new(SETUP);
         command
+            .args(["--profile", profile])
             .arg(dir)
             .arg(port.to_string())
             .arg(&sp_file)
@@ -501,7 +504,7 @@ impl SimpleSamlPhp {
         let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             spawn_until_listening(command, "tools/simplesamlphp/setup")
         }));
-        let (process, _, lines) = started.unwrap_or_else(|_| {
+        let (process, address, lines) = started.unwrap_or_else(|_| {
             let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
             panic!("tools/simplesamlphp/setup failed; its stderr:\n{stderr}\n({INSTALL_HINT})")
         });
@@ -511,6 +514,7 @@ impl SimpleSamlPhp {
             .expect("setup names the IdP metadata file");
         SimpleSamlPhp {
             _process: process,
+            base: format!("http://{address}"),
             metadata: std::fs::read_to_string(metadata_path.trim()).unwrap(),
             dir: dir.to_path_buf(),
         }
@@ -533,17 +537,20 @@ struct PostBinding {
     saml_response_xml: String,
 }
 
+impl PostBinding {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.form
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// One SP-initiated login, as a browser does it: jitledger's login URL → 302 to the IdP's
 /// SSO URL → the login form → the auto-submitting form back to the ACS (not yet posted).
-fn log_in_at_idp(
-    jitledger: &Jitledger,
-    idp: &SimpleSamlPhp,
-    username: &str,
-    password: &str,
-    relay_state: &str,
-) -> PostBinding {
+fn sp_initiated(live: &Live, username: &str, password: &str, relay_state: &str) -> PostBinding {
     let mut browser = Browser::default();
-    let start = jitledger.url(&format!(
+    let start = live.jitledger.url(&format!(
         "/v1/orgs/{ORG}/idps/{IDP}/login?relay_state={}",
         url_encode(relay_state)
     ));
@@ -551,11 +558,42 @@ fn log_in_at_idp(
     assert_eq!(redirect.status, 302, "login start: {}", redirect.text());
     let sso = redirect.header("location").expect("Location").to_string();
     assert!(
-        sso.contains("/saml2/idp/SSOService.php?SAMLRequest="),
+        sso.starts_with(&format!(
+            "{}/saml2/idp/SSOService.php?SAMLRequest=",
+            live.idp.base
+        )),
         "{sso}"
     );
+    through_idp(&mut browser, &live.idp, &sso, username, password)
+}
 
-    let (page_url, page) = browser.follow("GET", &sso, None);
+/// One IdP-initiated login: SimpleSAMLphp's IdP-first URL names the SP; the response that
+/// comes back answers no request.
+fn idp_initiated(live: &Live, username: &str, password: &str, relay_state: &str) -> PostBinding {
+    let start = format!(
+        "{}/saml2/idp/SSOService.php?spentityid={}&RelayState={}",
+        live.idp.base,
+        url_encode(SP_ENTITY_ID),
+        url_encode(relay_state)
+    );
+    through_idp(
+        &mut Browser::default(),
+        &live.idp,
+        &start,
+        username,
+        password,
+    )
+}
+
+/// From the IdP's SSO URL: its login form, filled in and posted, to the form it answers.
+fn through_idp(
+    browser: &mut Browser,
+    idp: &SimpleSamlPhp,
+    sso: &str,
+    username: &str,
+    password: &str,
+) -> PostBinding {
+    let (page_url, page) = browser.follow("GET", sso, None);
     let html = page.text();
     let mut login = find_form(&html, "password").unwrap_or_else(|| {
         panic!(
@@ -589,109 +627,146 @@ fn log_in_at_idp(
     }
 }
 
-fn post_to_acs(binding: &PostBinding) -> Answer {
-    request(
-        "POST",
-        &binding.acs,
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-        Some(form_body(&binding.form).as_bytes()),
-    )
+/// jitledger and SimpleSAMLphp, introduced to each other: an org whose SP metadata the
+/// IdP was set up from, and the IdP's metadata and `jit` settings loaded into the org.
+struct Live {
+    jitledger: Jitledger,
+    idp: SimpleSamlPhp,
+    acs_url: String,
+    _scratch: tempfile::TempDir,
+}
+
+impl Live {
+    fn start(profile: &str, jit: Value) -> Live {
+        require_simplesamlphp();
+        let scratch = tempfile::tempdir().unwrap();
+        let jitledger = Jitledger::start(&scratch.path().join("data"));
+
+        let acs_url = jitledger.url(&format!("/v1/orgs/{ORG}/saml/acs"));
+        let org = json!({"org_id": ORG, "sp_entity_id": SP_ENTITY_ID, "acs_url": acs_url});
+        let created = jitledger.admin(
+            "POST",
+            "/v1/orgs",
+            "application/json",
+            org.to_string().as_bytes(),
+        );
+        assert_eq!(created.status, 201, "{}", created.text());
+        let sp_metadata = request(
+            "GET",
+            &jitledger.url(&format!("/v1/orgs/{ORG}/saml/metadata")),
+            &[],
+            None,
+        );
+        assert_eq!(sp_metadata.status, 200, "{}", sp_metadata.text());
+
+        let idp = SimpleSamlPhp::start(
+            &scratch.path().join("simplesamlphp"),
+            profile,
+            &sp_metadata.text(),
+        );
+        let loaded = jitledger.admin(
+            "PUT",
+            &format!("/v1/orgs/{ORG}/idps/{IDP}"),
+            "application/xml",
+            idp.metadata.as_bytes(),
+        );
+        assert!(
+            matches!(loaded.status, 200 | 201),
+            "IdP metadata refused: {}\n{}",
+            loaded.text(),
+            idp.metadata
+        );
+        let loaded = loaded.json();
+        assert_eq!(
+            loaded["entity_id"],
+            format!("{}/saml2/idp/metadata.php", idp.base)
+        );
+        assert!(
+            loaded["sso_services"].as_array().unwrap().iter().any(|s| {
+                s["location"] == format!("{}/saml2/idp/SSOService.php", idp.base).as_str()
+            }),
+            "{loaded}"
+        );
+        let jit = jitledger.put_json(&format!("/v1/orgs/{ORG}/idps/{IDP}/jit"), &jit);
+        assert_eq!(jit.status, 200, "{}", jit.text());
+        Live {
+            jitledger,
+            idp,
+            acs_url,
+            _scratch: scratch,
+        }
+    }
+
+    /// Posts the IdP's form to the ACS as the browser's auto-submit does; asserts that
+    /// jitledger accepted it, and explains a refusal with the response's XML.
+    fn accept(&self, binding: &PostBinding) -> Value {
+        assert_eq!(
+            binding.acs, self.acs_url,
+            "the IdP posts to jitledger's ACS"
+        );
+        let answer = self.post(binding);
+        assert_eq!(
+            answer.status,
+            200,
+            "jitledger refused SimpleSAMLphp's response: {}\nrecent refusals: {}\n\
+             response XML:\n{}",
+            answer.text(),
+            self.jitledger.rejected(),
+            binding.saml_response_xml
+        );
+        answer.json()
+    }
+
+    fn post(&self, binding: &PostBinding) -> Answer {
+        request(
+            "POST",
+            &binding.acs,
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            Some(form_body(&binding.form).as_bytes()),
+        )
+    }
+
+    fn user(&self, user_id: &str) -> Value {
+        let answer = self
+            .jitledger
+            .get(&format!("/v1/orgs/{ORG}/users/{}", url_encode(user_id)));
+        assert_eq!(answer.status, 200, "{user_id}: {}", answer.text());
+        answer.json()
+    }
+}
+
+/// The attribute names SimpleSAMLphp's test users have, for the `basic` profile.
+fn basic_jit() -> Value {
+    json!({
+        "enabled": true,
+        "idp_managed_roles": true,
+        "attribute_mapping": {
+            "USER_EMAIL": "email",
+            "USER_FIRST_NAME": "givenName",
+            "USER_LAST_NAME": "sn",
+            "USER_DISPLAY_NAME": "displayName",
+            "USER_ROLE": "role",
+        },
+    })
 }
 
 #[test]
-fn simplesamlphp_login_provisions_the_user_once() {
-    require_simplesamlphp();
+fn simplesamlphp_sp_initiated_login_provisions_the_user_once() {
     let began = Instant::now();
-    let scratch = tempfile::tempdir().unwrap();
-    let jitledger = Jitledger::start(&scratch.path().join("data"));
+    let live = Live::start("basic", basic_jit());
 
-    let acs_url = jitledger.url(&format!("/v1/orgs/{ORG}/saml/acs"));
-    let created = jitledger.admin(
-        "POST",
-        "/v1/orgs",
-        "application/json",
-        json!({"org_id": ORG, "sp_entity_id": "https://jitledger.test/sp/acme", "acs_url": acs_url})
-            .to_string()
-            .as_bytes(),
-    );
-    assert_eq!(created.status, 201, "{}", created.text());
-    let sp_metadata = request(
-        "GET",
-        &jitledger.url(&format!("/v1/orgs/{ORG}/saml/metadata")),
-        &[],
-        None,
-    );
-    assert_eq!(sp_metadata.status, 200, "{}", sp_metadata.text());
-
-    let idp = SimpleSamlPhp::start(&scratch.path().join("simplesamlphp"), &sp_metadata.text());
-    let loaded = jitledger.admin(
-        "PUT",
-        &format!("/v1/orgs/{ORG}/idps/{IDP}"),
-        "application/xml",
-        idp.metadata.as_bytes(),
-    );
-    assert!(
-        matches!(loaded.status, 200 | 201),
-        "IdP metadata refused: {}\n{}",
-        loaded.text(),
-        idp.metadata
-    );
-    let loaded = loaded.json();
-    assert!(
-        loaded["sso_services"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s["location"]
-                .as_str()
-                .unwrap()
-                .ends_with("/saml2/idp/SSOService.php")),
-        "{loaded}"
-    );
-    let jit = jitledger.put_json(
-        &format!("/v1/orgs/{ORG}/idps/{IDP}/jit"),
-        &json!({
-            "enabled": true,
-            "idp_managed_roles": true,
-            "attribute_mapping": {
-                "USER_EMAIL": "email",
-                "USER_FIRST_NAME": "givenName",
-                "USER_LAST_NAME": "sn",
-                "USER_DISPLAY_NAME": "displayName",
-                "USER_ROLE": "role",
-            },
-        }),
-    );
-    assert_eq!(jit.status, 200, "{}", jit.text());
-
-    // Alice: SP-initiated login, the response posted to the ACS as the browser would.
-    let alice = log_in_at_idp(&jitledger, &idp, "alice", "alicepass", "/after/login?x=1");
-    assert_eq!(alice.acs, acs_url, "the IdP posts to jitledger's ACS");
+    let alice = sp_initiated(&live, "alice", "alicepass", "/after/login?x=1");
     assert_eq!(
-        alice
-            .form
-            .iter()
-            .find(|(n, _)| n == "RelayState")
-            .map(|(_, v)| v.as_str()),
+        alice.field("RelayState"),
         Some("/after/login?x=1"),
         "RelayState comes back unchanged"
     );
-    let accepted = post_to_acs(&alice);
-    assert_eq!(
-        accepted.status,
-        200,
-        "jitledger refused SimpleSAMLphp's response: {}\nrecent refusals: {}\nresponse XML:\n{}",
-        accepted.text(),
-        jitledger.rejected(),
-        alice.saml_response_xml
-    );
-    let accepted = accepted.json();
+    let accepted = live.accept(&alice);
     assert_eq!(accepted["outcome"], "provisioned", "{accepted}");
+    // The emailAddress NameID "Alice@Example.com" names the user, lower-cased.
     assert_eq!(accepted["user_id"], "alice@example.com", "{accepted}");
 
-    let user = jitledger.get(&format!("/v1/orgs/{ORG}/users/alice%40example.com"));
-    assert_eq!(user.status, 200, "{}", user.text());
-    let user = user.json();
+    let user = live.user("alice@example.com");
     assert_eq!(user["idp_id"], IDP, "{user}");
     // The IdP sent "Alice@Example.com"; jitledger keeps emails lower-cased.
     assert_eq!(user["email"], "alice@example.com", "{user}");
@@ -709,7 +784,7 @@ fn simplesamlphp_login_provisions_the_user_once() {
     // The same SAMLResponse again. Its InResponseTo names a request that was answered
     // once already and its assertion ID is spent: either refusal is right, nothing is
     // written, and the refusal is on record.
-    let replayed = post_to_acs(&alice);
+    let replayed = live.post(&alice);
     let code = replayed.json()["error"]["code"].clone();
     assert!(
         (replayed.status, code.as_str()) == (409, Some("replayed_assertion"))
@@ -718,26 +793,81 @@ fn simplesamlphp_login_provisions_the_user_once() {
         replayed.status,
         replayed.text()
     );
-    assert!(jitledger.rejected().contains(code.as_str().unwrap()));
-    let unchanged = jitledger.get(&format!("/v1/orgs/{ORG}/users/alice%40example.com"));
-    assert_eq!(unchanged.json()["version"], user["version"]);
+    assert!(live.jitledger.rejected().contains(code.as_str().unwrap()));
+    assert_eq!(live.user("alice@example.com")["version"], user["version"]);
 
-    // Bob, in a fresh browser: his IdP role "admin" names the built-in Admin role.
-    let bob = log_in_at_idp(&jitledger, &idp, "bob", "bobpass", "bob");
-    let accepted = post_to_acs(&bob);
-    assert_eq!(
-        accepted.status,
-        200,
-        "{}\nrecent refusals: {}\nresponse XML:\n{}",
-        accepted.text(),
-        jitledger.rejected(),
-        bob.saml_response_xml
-    );
-    let bob = jitledger.get(&format!("/v1/orgs/{ORG}/users/bob%40example.com"));
-    let bob = bob.json();
+    // Bob, in a fresh browser: his IdP role "admin" names the built-in Admin role, and an
+    // attribute the IdP does not send leaves the field empty.
+    let bob = sp_initiated(&live, "bob", "bobpass", "bob");
+    assert_eq!(live.accept(&bob)["outcome"], "provisioned");
+    let bob = live.user("bob@example.com");
     assert_eq!(bob["role"], "Admin", "{bob}");
     assert_eq!(bob["first_name"], "Bob", "{bob}");
     assert_eq!(bob["display_name"], Value::Null, "{bob}");
 
-    eprintln!("live IdP login test took {:?}", began.elapsed());
+    eprintln!("SP-initiated live login test took {:?}", began.elapsed());
+}
+
+#[test]
+fn simplesamlphp_idp_initiated_login_is_accepted_once() {
+    let live = Live::start("basic", basic_jit());
+
+    let alice = idp_initiated(&live, "alice", "alicepass", "from-the-idp");
+    assert!(
+        !alice.saml_response_xml.contains("InResponseTo="),
+        "an IdP-initiated response answers no request:\n{}",
+        alice.saml_response_xml
+    );
+    assert_eq!(alice.field("RelayState"), Some("from-the-idp"));
+    let accepted = live.accept(&alice);
+    assert_eq!(accepted["outcome"], "provisioned", "{accepted}");
+    let version = live.user("alice@example.com")["version"].clone();
+
+    // Without InResponseTo only the assertion ID can tell a replay: it must.
+    let replayed = live.post(&alice);
+    assert_eq!(replayed.status, 409, "{}", replayed.text());
+    assert_eq!(replayed.json()["error"]["code"], "replayed_assertion");
+    assert_eq!(live.user("alice@example.com")["version"], version);
+
+    // A fresh IdP-initiated login is a new assertion: accepted, nothing changed.
+    let again = idp_initiated(&live, "alice", "alicepass", "again");
+    assert_eq!(live.accept(&again)["outcome"], "unchanged");
+}
+
+#[test]
+fn simplesamlphp_oid_attributes_and_transient_name_id() {
+    // Shibboleth-style: attributes by OID with the uri NameFormat (jitledger's `shibboleth`
+    // preset), the role from a plainly named attribute, and a transient NameID, so users
+    // are named by eduPersonPrincipalName.
+    let live = Live::start(
+        "oid",
+        json!({
+            "enabled": true,
+            "idp_managed_roles": true,
+            "preset": "shibboleth",
+            "attribute_mapping": {"USER_ROLE": "role"},
+            "user_id_attribute": "urn:oid:1.3.6.1.4.1.5923.1.1.1.6",
+        }),
+    );
+
+    let alice = sp_initiated(&live, "alice", "alicepass", "oid");
+    let xml = &alice.saml_response_xml;
+    assert!(
+        xml.contains("urn:oasis:names:tc:SAML:2.0:nameid-format:transient")
+            && xml.contains(r#"Name="urn:oid:2.5.4.42""#)
+            && xml.contains("urn:oasis:names:tc:SAML:2.0:attrname-format:uri"),
+        "the oid profile's response:\n{xml}"
+    );
+    let accepted = live.accept(&alice);
+    assert_eq!(accepted["user_id"], "alice@example.org", "{accepted}");
+    let user = live.user("alice@example.org");
+    assert_eq!(user["email"], "alice@example.com", "{user}");
+    assert_eq!(user["first_name"], "Alice", "{user}");
+    assert_eq!(user["last_name"], "Liddell", "{user}");
+    assert_eq!(user["display_name"], "Alice Liddell", "{user}");
+    assert_eq!(user["role"], "Developer", "{user}");
+
+    // The next login carries a new transient NameID; the attribute still names Alice.
+    let again = sp_initiated(&live, "alice", "alicepass", "oid");
+    assert_eq!(live.accept(&again)["user_id"], "alice@example.org");
 }
