@@ -4,17 +4,24 @@
  * own metadata converter (admin/metadata-converter) does: the IdP learns jitledger's
  * entityID, ACS URL and wishes from the XML jitledger publishes, not from a hand copy.
  *
- * A profile (a PHP file returning an array) is merged into each SP entry on top.
+ * A profile (a PHP file returning an array) is merged into each SP entry on top, then
+ * what the IdP signs: the assertion, the response, or both.
  *
- * Usage: php sp-remote.php SP_METADATA.xml PROFILE.php OUTPUT.php
+ * Usage: php sp-remote.php SP_METADATA.xml PROFILE.php assertion|response|both OUTPUT.php
  */
 require '/usr/share/simplesamlphp/lib/_autoload.php';
 
-if ($argc !== 4) {
-    fwrite(STDERR, "usage: php sp-remote.php SP_METADATA.xml PROFILE.php OUTPUT.php\n");
+$signs = [
+    'assertion' => ['saml20.sign.assertion' => true, 'saml20.sign.response' => false],
+    'response' => ['saml20.sign.assertion' => false, 'saml20.sign.response' => true],
+    'both' => ['saml20.sign.assertion' => true, 'saml20.sign.response' => true],
+];
+if ($argc !== 5 || !isset($signs[$argv[3]])) {
+    fwrite(STDERR, "usage: php sp-remote.php SP_METADATA.xml PROFILE.php assertion|response|both OUTPUT.php\n");
     exit(2);
 }
 $profile = require $argv[2];
+$sign = $signs[$argv[3]];
 $xml = trim((string) file_get_contents($argv[1]));
 \SimpleSAML\Utils\XML::checkSAMLMessage($xml, 'saml-meta');
 $entities = \SimpleSAML\Metadata\SAMLParser::parseDescriptorsString($xml);
@@ -27,7 +34,7 @@ foreach ($entities as $entityId => $entity) {
         continue;
     }
     unset($sp['entityDescriptor'], $sp['expire']);
-    $sp = array_replace($sp, $profile);
+    $sp = array_replace($sp, $profile, $sign);
     $text .= '$metadata[' . var_export($entityId, true) . '] = ' . var_export($sp, true) . ";\n";
     $count++;
 }
@@ -35,4 +42,4 @@ if ($count === 0) {
     fwrite(STDERR, "sp-remote.php: no SPSSODescriptor in {$argv[1]}\n");
     exit(1);
 }
-file_put_contents($argv[3], $text);
+file_put_contents($argv[4], $text);
