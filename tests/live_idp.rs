@@ -56,13 +56,16 @@ impl Drop for Group {
 
 /// Spawns `command` in a new process group and waits until it prints a line starting
 /// with `listening on http://`; answers the group, the address and the lines before it.
-fn spawn_until_listening(mut command: Command, what: &str) -> (Group, String, Vec<String>) {
+fn spawn_until_listening(
+    mut command: Command,
+    what: &str,
+) -> Result<(Group, String, Vec<String>), String> {
     let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .process_group(0)
         .spawn()
-        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        .map_err(|e| format!("spawn {what}: {e}"))?;
     let mut group = Group { child };
     let stdout = group.child.stdout.take().expect("piped stdout");
     let (sender, receiver) = mpsc::channel();
@@ -79,12 +82,16 @@ fn spawn_until_listening(mut command: Command, what: &str) -> (Group, String, Ve
     loop {
         match receiver.recv_timeout(START_TIMEOUT) {
             Ok(line) => match line.strip_prefix("listening on http://") {
-                Some(address) => return (group, address.trim().to_string(), before),
+                Some(address) => return Ok((group, address.trim().to_string(), before)),
                 None => before.push(line),
             },
             Err(_) => {
+                // Stopped without an address, or none in time: let the process finish.
+                drop(receiver);
                 let status = group.child.try_wait().ok().flatten();
-                panic!("{what} did not print its address (exit status: {status:?})")
+                return Err(format!(
+                    "{what} did not print its address (exit status: {status:?})"
+                ));
             }
         }
     }
@@ -427,7 +434,8 @@ impl Jitledger {
             .arg(data)
             .env("JITLEDGER_ADMIN_TOKEN", ADMIN)
             .stderr(Stdio::null());
-        let (process, address, _) = spawn_until_listening(command, "jitledger serve");
+        let (process, address, _) =
+            spawn_until_listening(command, "jitledger serve").unwrap_or_else(|e| panic!("{e}"));
         Jitledger {
             _process: process,
             base: format!("http://{address}"),
@@ -485,29 +493,37 @@ struct SimpleSamlPhp {
 }
 
 impl SimpleSamlPhp {
-    fn start(dir: &Path, profile: &str, sp_metadata: &str) -> SimpleSamlPhp {
+    fn start(dir: &Path, profile: &str, sign: &str, sp_metadata: &str) -> SimpleSamlPhp {
         std::fs::create_dir_all(dir).unwrap();
         let sp_file = dir.join("jitledger-sp.xml");
         std::fs::write(&sp_file, sp_metadata).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .unwrap()
-            .port();
         let stderr_path = dir.join("setup.stderr");
-        let mut command = Command::new(SETUP);
-        command
-            .args(["--profile", profile])
-            .arg(dir)
-            .arg(port.to_string())
-            .arg(&sp_file)
-            .stderr(File::create(&stderr_path).unwrap());
-        let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            spawn_until_listening(command, "tools/simplesamlphp/setup")
-        }));
-        let (process, address, lines) = started.unwrap_or_else(|_| {
-            let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-            panic!("tools/simplesamlphp/setup failed; its stderr:\n{stderr}\n({INSTALL_HINT})")
-        });
+        // The port is free when picked but may be taken before php binds it: try again.
+        let mut attempts = 0;
+        let (process, address, lines) = loop {
+            attempts += 1;
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .unwrap()
+                .port();
+            let mut command = Command::new(SETUP);
+            command
+                .args(["--profile", profile, "--sign", sign])
+                .arg(dir)
+                .arg(port.to_string())
+                .arg(&sp_file)
+                .stderr(File::create(&stderr_path).unwrap());
+            match spawn_until_listening(command, "tools/simplesamlphp/setup") {
+                Ok(started) => break started,
+                Err(error) => {
+                    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                    if attempts < 3 && stderr.contains("Address already in use") {
+                        continue;
+                    }
+                    panic!("{error}; its stderr:\n{stderr}\n({INSTALL_HINT})")
+                }
+            }
+        };
         let metadata_path = lines
             .iter()
             .find_map(|line| line.strip_prefix("idp metadata: "))
@@ -637,7 +653,8 @@ struct Live {
 }
 
 impl Live {
-    fn start(profile: &str, jit: Value) -> Live {
+    /// `profile` and `sign` are `tools/simplesamlphp/setup`'s `--profile` and `--sign`.
+    fn start(profile: &str, sign: &str, jit: Value) -> Live {
         require_simplesamlphp();
         let scratch = tempfile::tempdir().unwrap();
         let jitledger = Jitledger::start(&scratch.path().join("data"));
@@ -662,6 +679,7 @@ impl Live {
         let idp = SimpleSamlPhp::start(
             &scratch.path().join("simplesamlphp"),
             profile,
+            sign,
             &sp_metadata.text(),
         );
         let loaded = jitledger.admin(
@@ -753,7 +771,7 @@ fn basic_jit() -> Value {
 #[test]
 fn simplesamlphp_sp_initiated_login_provisions_the_user_once() {
     let began = Instant::now();
-    let live = Live::start("basic", basic_jit());
+    let live = Live::start("basic", "both", basic_jit());
 
     let alice = sp_initiated(&live, "alice", "alicepass", "/after/login?x=1");
     assert_eq!(
@@ -810,7 +828,7 @@ fn simplesamlphp_sp_initiated_login_provisions_the_user_once() {
 
 #[test]
 fn simplesamlphp_idp_initiated_login_is_accepted_once() {
-    let live = Live::start("basic", basic_jit());
+    let live = Live::start("basic", "both", basic_jit());
 
     let alice = idp_initiated(&live, "alice", "alicepass", "from-the-idp");
     assert!(
@@ -841,6 +859,7 @@ fn simplesamlphp_oid_attributes_and_transient_name_id() {
     // are named by eduPersonPrincipalName.
     let live = Live::start(
         "oid",
+        "both",
         json!({
             "enabled": true,
             "idp_managed_roles": true,
@@ -870,4 +889,24 @@ fn simplesamlphp_oid_attributes_and_transient_name_id() {
     // The next login carries a new transient NameID; the attribute still names Alice.
     let again = sp_initiated(&live, "alice", "alicepass", "oid");
     assert_eq!(live.accept(&again)["user_id"], "alice@example.org");
+}
+
+#[test]
+fn simplesamlphp_signing_only_the_assertion_or_only_the_response() {
+    for sign in ["assertion", "response"] {
+        let live = Live::start("basic", sign, basic_jit());
+        let alice = sp_initiated(&live, "alice", "alicepass", sign);
+        let xml = &alice.saml_response_xml;
+        assert_eq!(xml.matches("<ds:Signature ").count(), 1, "{sign}:\n{xml}");
+        let signature = xml.find("<ds:Signature ").unwrap();
+        let assertion = xml.find("<saml:Assertion").expect("a plain Assertion");
+        assert_eq!(
+            signature > assertion,
+            sign == "assertion",
+            "where the {sign} signature is:\n{xml}"
+        );
+        let accepted = live.accept(&alice);
+        assert_eq!(accepted["outcome"], "provisioned", "{sign}: {accepted}");
+        assert_eq!(live.user("alice@example.com")["role"], "Developer");
+    }
 }
