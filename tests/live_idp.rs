@@ -478,9 +478,11 @@ fn require_simplesamlphp() {
         php.is_ok_and(|out| out.status.success()),
         "php is missing: {INSTALL_HINT}"
     );
+    let ssp = std::env::var("SIMPLESAMLPHP_DIR")
+        .unwrap_or_else(|_| "/usr/share/simplesamlphp".to_string());
     assert!(
-        Path::new("/usr/share/simplesamlphp/www").is_dir(),
-        "SimpleSAMLphp is missing (/usr/share/simplesamlphp): {INSTALL_HINT}"
+        Path::new(&ssp).join("www").is_dir(),
+        "SimpleSAMLphp is missing ({ssp}): {INSTALL_HINT}"
     );
 }
 

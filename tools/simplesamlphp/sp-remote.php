@@ -9,7 +9,7 @@
  *
  * Usage: php sp-remote.php SP_METADATA.xml PROFILE.php assertion|response|both OUTPUT.php
  */
-require '/usr/share/simplesamlphp/lib/_autoload.php';
+require (getenv('SIMPLESAMLPHP_DIR') ?: '/usr/share/simplesamlphp') . '/lib/_autoload.php';
 
 $signs = [
     'assertion' => ['saml20.sign.assertion' => true, 'saml20.sign.response' => false],
