@@ -825,6 +825,25 @@ fn simplesamlphp_sp_initiated_login_provisions_the_user_once() {
     assert_eq!(bob["first_name"], "Bob", "{bob}");
     assert_eq!(bob["display_name"], Value::Null, "{bob}");
 
+    // Carol's names are escaped in the XML (&amp; &lt; &gt;), and one is outside the BMP.
+    let carol = sp_initiated(&live, "carol", "carolpass", "carol");
+    assert!(
+        carol
+            .saml_response_xml
+            .contains("O'Brien &amp; Sons &lt;Ltd&gt; ]]&gt; x"),
+        "{}",
+        carol.saml_response_xml
+    );
+    live.accept(&carol);
+    let carol = live.user("carol@example.com");
+    assert_eq!(
+        carol["first_name"], "Zo\u{eb} \u{1F600} \"Q\" 'a'",
+        "{carol}"
+    );
+    assert_eq!(carol["last_name"], "O'Brien & Sons <Ltd> ]]> x", "{carol}");
+    assert_eq!(carol["display_name"], "Zo\u{eb} & <b> ]]> \"q\"", "{carol}");
+    assert_eq!(carol["role"], "Agent", "{carol}");
+
     eprintln!("SP-initiated live login test took {:?}", began.elapsed());
 }
 
