@@ -494,3 +494,147 @@ fn idle_connections_and_slow_clients_do_not_starve_logins() {
     drop(slow);
     server.stop();
 }
+
+/// Runs `command` as root: directly when this process is root, else through `sudo -n`.
+fn as_root(command: &[&str]) -> std::process::Output {
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(1) == Some("0"))
+    });
+    let mut process = if root {
+        Command::new(command[0])
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.arg("-n").arg(command[0]);
+        sudo
+    };
+    process.args(&command[1..]).output().unwrap_or_else(|error| {
+        panic!("{command:?}: {error} (the disk-full drill mounts a small tmpfs: run as root or with password-less sudo)")
+    })
+}
+
+/// A small tmpfs, unmounted on drop.
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(path).unwrap();
+        let mounted = as_root(&[
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size}"),
+            "tmpfs",
+            path.to_str().unwrap(),
+        ]);
+        assert!(
+            mounted.status.success(),
+            "mounting a tmpfs failed ({}): the disk-full drill needs root or password-less sudo",
+            String::from_utf8_lossy(&mounted.stderr)
+        );
+        SmallDisk {
+            path: path.to_path_buf(),
+        }
+    }
+
+    fn grow(&self, size: &str) {
+        let remounted = as_root(&[
+            "mount",
+            "-o",
+            &format!("remount,size={size}"),
+            self.path.to_str().unwrap(),
+        ]);
+        assert!(
+            remounted.status.success(),
+            "{}",
+            String::from_utf8_lossy(&remounted.stderr)
+        );
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = as_root(&["umount", "-l", self.path.to_str().unwrap()]);
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_logins_with_503_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(&dir.path().join("small"), "6m");
+    let data = disk.path.join("data");
+    let server = Server::start(&data);
+    set_up(&server);
+    let mut connection = server.connection();
+    let mut acknowledged = Vec::new();
+    let mut refused = 0;
+    for i in 0.. {
+        let name = format!("full-{i}");
+        match post_login(&mut connection, &login_form(&name)) {
+            Ok(200) => acknowledged.push(name),
+            Ok(503) => {
+                refused += 1;
+                if refused == 20 {
+                    break;
+                }
+            }
+            other => panic!("login {i} on a filling disk: {other:?}"),
+        }
+        assert!(i < 20_000, "6 MiB never filled up");
+    }
+    assert!(
+        !acknowledged.is_empty(),
+        "the disk was full before the first login"
+    );
+    // Once the log failed to write, nothing is acknowledged on top of it, and the refusal
+    // says why.
+    let answer = connection
+        .call(
+            "POST",
+            &format!("/v1/orgs/{ORG}/saml/acs"),
+            None,
+            Some((
+                "application/x-www-form-urlencoded",
+                &login_form("after-full"),
+            )),
+        )
+        .unwrap();
+    assert_eq!(
+        (answer.status, answer.code.as_str()),
+        (503, "storage_unavailable")
+    );
+    server.stop();
+    disk.grow("64m");
+    let server = Server::start(&data);
+    let mut connection = server.connection();
+    for name in &acknowledged {
+        assert_eq!(
+            user_status(&mut connection, name),
+            200,
+            "acknowledged login of {name} lost"
+        );
+    }
+    assert_eq!(
+        post_login(&mut connection, &login_form("space-returned")),
+        Ok(200)
+    );
+    server.stop();
+    let verify = Command::new(SERVER)
+        .args(["verify", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "verify after a full disk: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    eprintln!(
+        "drill: disk full after {} acknowledged logins; 503 storage_unavailable after; recovered on restart",
+        acknowledged.len()
+    );
+}
