@@ -163,7 +163,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     #[test]
-    fn incremental_equals_rebuild_equals_fold(steps in proptest::collection::vec(step(), 1..30)) {
+    fn incremental_equals_rebuild_equals_fold(steps in proptest::collection::vec(step(), 1..30), chunk_keys in 1usize..8) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreConfig::new(dir.path())).unwrap();
         for request in appends(&steps) {
@@ -173,8 +173,9 @@ proptest! {
         let fold: Vec<_> = store.replay(Some("acme"), AsOf::Now, |_, _| {}).unwrap().users.into_values().collect();
         prop_assert_eq!(&incremental, &fold);
         store.verify().unwrap();
-        store.rebuild(|_, _| {}).unwrap();
+        store.rebuild_in_chunks(chunk_keys, |_, _| {}).unwrap();
         prop_assert_eq!(&users_of(&store), &incremental);
+        store.verify().unwrap();
         for user in USERS {
             for role in ROLES {
                 let holders = store.users_with_role("acme", role).unwrap();

@@ -70,26 +70,43 @@ impl Store {
 
     /// Drops the projections and refills them from the log. Run it with no appends in
     /// flight (the CLI opens the store alone). `progress` gets (events done, events total).
-    pub fn rebuild(&self, mut progress: impl FnMut(u64, u64)) -> Result<u64, StoreError> {
+    pub fn rebuild(&self, progress: impl FnMut(u64, u64)) -> Result<u64, StoreError> {
+        self.rebuild_in_chunks(REBUILD_CHUNK_KEYS, progress)
+    }
+
+    /// [`Store::rebuild`], writing the projections out every `chunk_keys` pending keys
+    /// (tests use tiny chunks, so that later events read what earlier chunks wrote).
+    pub fn rebuild_in_chunks(
+        &self,
+        chunk_keys: usize,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<u64, StoreError> {
         let trees = self.trees();
         for projection in Projection::ALL {
             trees.projection(projection).clear()?;
         }
         let (total, _) = self.head()?;
-        let mut direct = Direct { trees };
+        let mut chunk = Chunk {
+            trees,
+            pending: BTreeMap::new(),
+        };
         let mut done = 0;
         for entry in trees.events.iter() {
             let (_, bytes) = entry?;
             let envelope = envelope::decode(&bytes)?;
-            project(&mut direct, &envelope).map_err(|error| match error {
+            project(&mut chunk, &envelope).map_err(|error| match error {
                 super::projections::ProjectError::Store(error) => StoreError::Sled(error),
                 super::projections::ProjectError::Corrupt(reason) => corrupt(&reason),
             })?;
+            if chunk.pending.len() >= chunk_keys {
+                chunk.write()?;
+            }
             done += 1;
             if done % 65_536 == 0 {
                 progress(done, total);
             }
         }
+        chunk.write()?;
         progress(done, total);
         self.db().flush()?;
         Ok(done)
@@ -132,19 +149,53 @@ pub fn check_chain(
     Ok((expected_seq - 1, running))
 }
 
-/// Projections written straight to the trees, outside a transaction (rebuild only).
-struct Direct<'t> {
+/// Projection keys rebuild holds in memory before writing them out: bounds its memory
+/// (about 40 MiB of users at this size) while most keys are written once per chunk, not once
+/// per event.
+const REBUILD_CHUNK_KEYS: usize = 65_536;
+
+/// Rebuild's projection writes for a stretch of the log: kept in memory, where later events
+/// of the stretch read them, then written in key order with one batch per tree. Nothing else
+/// writes meanwhile (rebuild runs alone), so a key not pending is read from its tree.
+struct Chunk<'t> {
     trees: &'t super::Trees,
+    /// The value each touched key ends with; `None` removes it.
+    pending: BTreeMap<(Projection, Vec<u8>), Option<Vec<u8>>>,
 }
 
-impl ProjectionStore for Direct<'_> {
+impl Chunk<'_> {
+    fn write(&mut self) -> Result<(), sled::Error> {
+        for projection in Projection::ALL {
+            let mut batch = sled::Batch::default();
+            let start = (projection, Vec::new());
+            for ((_, key), value) in self
+                .pending
+                .range(start..)
+                .take_while(|((p, _), _)| *p == projection)
+            {
+                match value {
+                    Some(value) => batch.insert(key.as_slice(), value.as_slice()),
+                    None => batch.remove(key.as_slice()),
+                }
+            }
+            self.trees.projection(projection).apply_batch(batch)?;
+        }
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+impl ProjectionStore for Chunk<'_> {
     type Error = sled::Error;
     fn get(&self, projection: Projection, key: &[u8]) -> Result<Option<Vec<u8>>, Self::Error> {
-        Ok(self
-            .trees
-            .projection(projection)
-            .get(key)?
-            .map(|value| value.to_vec()))
+        match self.pending.get(&(projection, key.to_vec())) {
+            Some(value) => Ok(value.clone()),
+            None => Ok(self
+                .trees
+                .projection(projection)
+                .get(key)?
+                .map(|value| value.to_vec())),
+        }
     }
     fn insert(
         &mut self,
@@ -152,11 +203,11 @@ impl ProjectionStore for Direct<'_> {
         key: Vec<u8>,
         value: Vec<u8>,
     ) -> Result<(), Self::Error> {
-        self.trees.projection(projection).insert(key, value)?;
+        self.pending.insert((projection, key), Some(value));
         Ok(())
     }
     fn remove(&mut self, projection: Projection, key: &[u8]) -> Result<(), Self::Error> {
-        self.trees.projection(projection).remove(key)?;
+        self.pending.insert((projection, key.to_vec()), None);
         Ok(())
     }
 }
