@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use sled::Transactional;
@@ -46,6 +46,9 @@ pub struct WriterStats {
     pub durable_nanos: AtomicU64,
     /// Requests submitted and not yet taken by the writer.
     pub queued: AtomicU64,
+    /// Set when a flush or sync failed: from then on every append is refused (the files'
+    /// state is unknown until the store is opened again, which recovers a consistent log).
+    pub failed: AtomicBool,
 }
 
 pub(crate) fn spawn(
@@ -114,6 +117,7 @@ fn run(
                 Ok(replies) => replies,
                 Err(reason) => {
                     tracing::error!(%reason, "append batch failed; refusing further appends");
+                    stats.failed.store(true, Ordering::Relaxed);
                     failed = Some(reason.clone());
                     batch
                         .iter()
