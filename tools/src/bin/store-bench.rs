@@ -173,6 +173,11 @@ struct BuildArgs {
     /// Concurrent appenders while building: many, so that batches are large.
     #[arg(long, default_value_t = 256)]
     appenders: usize,
+    /// Distinct users: with 0, every login is the first of a new user; with N, the first N
+    /// logins provision `user{i}@load.example.com` (the names `loadgen` queries) and every
+    /// later login is a repeat login of user `(n - N) % N` (LoginRecorded alone).
+    #[arg(long, default_value_t = 0)]
+    users: u64,
 }
 
 #[derive(Debug, Args)]
@@ -584,6 +589,33 @@ fn repeat_login_request(thread: u64, n: u64) -> AppendRequest {
     request
         .events
         .retain(|event| matches!(event, Event::LoginRecorded(_)));
+    request
+}
+
+/// Login `n` of a log of `users` named users: the first `users` logins provision them, each
+/// later one is a repeat login of user `(n - users) % users`.
+fn named_user_login(n: u64, users: u64) -> AppendRequest {
+    let user = n % users;
+    let visit = n / users;
+    let user_id = format!("user{user}@load.example.com");
+    let mut request = login_request(user, visit);
+    request.stream = user_stream(&user_id);
+    request.expected_version = if visit == 0 { 0 } else { visit + 1 };
+    for event in &mut request.events {
+        if let Event::UserProvisioned(provisioned) = event {
+            provisioned.user_id = user_id.clone();
+            for change in &mut provisioned.profile {
+                if change.field == ProfileField::Email {
+                    change.to = Some(user_id.clone());
+                }
+            }
+        }
+    }
+    if visit > 0 {
+        request
+            .events
+            .retain(|event| matches!(event, Event::LoginRecorded(_)));
+    }
     request
 }
 
@@ -1073,10 +1105,21 @@ fn appenders_tasks(
 
 /// Builds a log of `args.events` events (rounded up to a whole login) in `dir`.
 fn build(dir: &Path, args: &BuildArgs) -> Fallible<Figures> {
-    let logins = args
-        .events
-        .saturating_sub(ORG_EVENTS)
-        .div_ceil(LOGIN_EVENTS);
+    let after_org = args.events.saturating_sub(ORG_EVENTS);
+    let logins = match args.users {
+        0 => after_org.div_ceil(LOGIN_EVENTS),
+        users => {
+            if users < 4 * args.appenders as u64 {
+                return Err(
+                    "--users must be at least 4 × --appenders (one user's logins must not overlap)"
+                        .into(),
+                );
+            }
+            let first = users.min(after_org / LOGIN_EVENTS);
+            first + (after_org - first * LOGIN_EVENTS)
+        }
+    };
+    let users = args.users;
     let load_start = load_average();
     let started = Instant::now();
     let store = open_store(dir)?;
@@ -1097,7 +1140,11 @@ fn build(dir: &Path, args: &BuildArgs) -> Fallible<Figures> {
                     if n >= logins {
                         return;
                     }
-                    match append_retrying(store, || login_request(thread, n)) {
+                    let request = || match users {
+                        0 => login_request(thread, n),
+                        users => named_user_login(n, users),
+                    };
+                    match append_retrying(store, request) {
                         Ok(refused) => {
                             busy.fetch_add(refused, Ordering::Relaxed);
                             progress.fetch_add(1, Ordering::Relaxed);
