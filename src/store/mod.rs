@@ -83,7 +83,9 @@ pub struct AppendRequest {
     pub recorded_at: i128,
 }
 
-/// Why an append was not made. Nothing of it was written.
+/// Why an append was not acknowledged. For every variant but `Storage`, nothing of it was
+/// written. After `Storage` (a failed flush or sync) the outcome is unknown until the store
+/// is opened again: the batch may or may not be in the recovered log, whole or not at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AppendError {
@@ -96,6 +98,8 @@ pub enum AppendError {
     Busy,
     #[error("invalid append: {0}")]
     Invalid(String),
+    /// The flush or sync of the batch failed, or an earlier one did: the writer acknowledges
+    /// nothing more (see `WriterStats::failed`).
     #[error("storage failure: {0}")]
     Storage(String),
 }
