@@ -124,7 +124,12 @@ impl Connection {
         }
         Ok(Answer {
             status,
-            code: error_code(&body),
+            // Only error bodies carry a code; a 2xx body is not parsed at all.
+            code: if status >= 400 {
+                error_code(&body)
+            } else {
+                String::new()
+            },
             body,
         })
     }
