@@ -1,11 +1,12 @@
-//! The real binary on a real socket: start-up line, health check, clean stop on SIGTERM,
-//! and token revocation across a restart.
+//! The real binary on a real socket: start-up line, health check, clean stop on SIGTERM
+//! with the logins in flight finished and durable, and token revocation across a restart.
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
+    path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
-    sync::mpsc,
+    sync::{Arc, Barrier, mpsc},
     thread,
     time::{Duration, Instant},
 };
@@ -248,6 +249,11 @@ fn serve_answers_healthz_and_stops_cleanly_on_sigterm() {
 
 const SP: &str = "https://sp.example.com/metadata";
 const ACS: &str = "https://sp.example.com/acs";
+const IDP: &str = "https://idp.example.com/metadata";
+/// Logins whose body is cut in two around SIGTERM: certainly in flight when it comes.
+const LOGINS_CUT_MAX: usize = 6;
+/// Logins sent whole, concurrently, as SIGTERM comes.
+const LOGINS_RACING_MAX: usize = 10;
 
 fn create_org(address: &str, admin: &str, org: &str) {
     let (status, body) = call_json(
@@ -369,5 +375,243 @@ fn a_revoked_token_is_refused_from_then_on_and_after_a_restart() {
         .0,
         200
     );
+    assert_eq!(stop(&mut again).code(), Some(0));
+}
+
+/// The directory of the built binaries; idp-sim (the test IdP of the tools crate) is built
+/// there when missing.
+fn binaries() -> PathBuf {
+    let jitledger = PathBuf::from(env!("CARGO_BIN_EXE_jitledger"));
+    let directory = jitledger.parent().expect("binary directory").to_path_buf();
+    if !directory.join("idp-sim").exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "jitledger-tools", "--bin", "idp-sim"])
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "building idp-sim");
+    }
+    directory
+}
+
+fn idp_sim(binaries: &Path, args: &[&str]) -> String {
+    let output = Command::new(binaries.join("idp-sim"))
+        .args(args)
+        .output()
+        .expect("run idp-sim");
+    assert!(output.status.success(), "idp-sim {args:?}: {output:?}");
+    String::from_utf8(output.stdout).expect("idp-sim prints text")
+}
+
+fn form_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The form body of a fresh signed login of `name_id` with enough attributes to provision.
+fn signed_login(binaries: &Path, name_id: &str) -> Vec<u8> {
+    let email = format!("emailAddress={name_id}");
+    let response = idp_sim(
+        binaries,
+        &[
+            "sign",
+            "--idp-entity-id",
+            IDP,
+            "--sp-entity-id",
+            SP,
+            "--acs-url",
+            ACS,
+            "--name-id",
+            name_id,
+            "--random-ids",
+            "--base64",
+            "--attribute",
+            &email,
+            "--attribute",
+            "firstName=In",
+            "--attribute",
+            "lastName=Flight",
+        ],
+    );
+    format!("SAMLResponse={}", form_encode(response.trim())).into_bytes()
+}
+
+/// What a login that got a 2xx answered: its user and the events it says are durable.
+fn accepted(answer: &str) -> (String, Vec<(u64, String)>) {
+    let answer: Value = serde_json::from_str(answer).expect("a login answer is JSON");
+    let events = answer["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| {
+            (
+                e["seq"].as_u64().expect("seq"),
+                e["type"].as_str().expect("type").to_string(),
+            )
+        })
+        .collect();
+    (
+        answer["user_id"].as_str().expect("user_id").to_string(),
+        events,
+    )
+}
+
+#[test]
+fn logins_in_flight_at_sigterm_finish_and_are_in_the_log_after_restart() {
+    let binaries = binaries();
+    let temp = tempfile::tempdir().expect("temp dir");
+    let data_dir = temp.path().join("data");
+    let (mut server, address, admin) = start(&data_dir);
+    let admin = admin.expect("fresh data directory prints the token");
+    create_org(&address, &admin, "acme");
+    let metadata = idp_sim(
+        &binaries,
+        &[
+            "metadata",
+            "--entity-id",
+            IDP,
+            "--sso-url",
+            "https://idp.example.com/sso",
+        ],
+    );
+    let (status, body) = call(
+        &address,
+        "PUT",
+        "/v1/orgs/acme/idps/okta",
+        Some(&admin),
+        Some(("application/samlmetadata+xml", metadata.as_bytes())),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = call_json(
+        &address,
+        "PUT",
+        "/v1/orgs/acme/idps/okta/jit",
+        Some(&admin),
+        Some(json!({ "enabled": true })),
+    );
+    assert_eq!(status, 200, "{body}");
+    let login_path = "/v1/orgs/acme/saml/acs";
+    let form = "application/x-www-form-urlencoded";
+
+    // Logins whose head and half their body are sent before SIGTERM, the rest after.
+    let mut cut = Vec::new();
+    for n in 0..LOGINS_CUT_MAX {
+        let body = signed_login(&binaries, &format!("cut-{n}@example.com"));
+        let mut stream = connect(&address);
+        let head = request_head(&address, "POST", login_path, None, Some((form, body.len())));
+        let half = body.len() / 2;
+        stream.write_all(head.as_bytes()).expect("send head");
+        stream.write_all(&body[..half]).expect("send half the body");
+        cut.push((stream, body[half..].to_vec()));
+    }
+    // Logins sent whole by threads released together just before SIGTERM.
+    let start_line = Arc::new(Barrier::new(LOGINS_RACING_MAX + 1));
+    let racing: Vec<_> = (0..LOGINS_RACING_MAX)
+        .map(|n| {
+            let body = signed_login(&binaries, &format!("racing-{n}@example.com"));
+            let address = address.clone();
+            let start_line = Arc::clone(&start_line);
+            thread::spawn(move || {
+                let mut stream = connect(&address);
+                let head =
+                    request_head(&address, "POST", login_path, None, Some((form, body.len())));
+                start_line.wait();
+                stream.write_all(head.as_bytes())?;
+                stream.write_all(&body)?;
+                read_answer(&mut stream)
+            })
+        })
+        .collect();
+    // Time for the server to read the cut requests' heads and start their handlers.
+    thread::sleep(Duration::from_millis(300));
+    start_line.wait();
+    terminate(&server);
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        TcpStream::connect(&address).is_err(),
+        "after SIGTERM the server accepts no new connection"
+    );
+
+    let mut durable = Vec::new();
+    for (mut stream, rest) in cut {
+        stream
+            .write_all(&rest)
+            .expect("send the rest of the body after SIGTERM");
+        let (status, answer) = read_answer(&mut stream).expect("an answer after SIGTERM");
+        assert_eq!(
+            status, 200,
+            "a login in flight at SIGTERM finishes: {answer}"
+        );
+        durable.push(accepted(&answer));
+    }
+    let mut racing_accepted = 0;
+    for racer in racing {
+        // A racing login may have come after the listener closed: then it has no answer.
+        if let Ok((status, answer)) = racer.join().expect("racing thread") {
+            if (200..300).contains(&status) {
+                durable.push(accepted(&answer));
+                racing_accepted += 1;
+            } else {
+                assert_eq!(status, 503, "{answer}");
+            }
+        }
+    }
+    let status = wait_with_timeout(&mut server.child, STOP_TIMEOUT)
+        .expect("server stopped within the timeout after SIGTERM");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status after SIGTERM: {status}"
+    );
+    eprintln!(
+        "{} logins acknowledged ({racing_accepted} of {LOGINS_RACING_MAX} racing)",
+        durable.len()
+    );
+
+    // Every acknowledged login is in the log after a restart, event for event.
+    let verify = Command::new(env!("CARGO_BIN_EXE_jitledger"))
+        .args(["verify", "--data"])
+        .arg(&data_dir)
+        .output()
+        .expect("run verify");
+    assert!(verify.status.success(), "verify: {verify:?}");
+    let (mut again, address, _) = start(&data_dir);
+    let (status, log) = call_json(&address, "GET", "/v1/events?limit=1000", Some(&admin), None);
+    assert_eq!(status, 200);
+    let logged: Vec<(u64, String)> = log["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| {
+            (
+                e["seq"].as_u64().unwrap_or(0),
+                e["type"].to_string().replace('"', ""),
+            )
+        })
+        .collect();
+    for (user_id, events) in &durable {
+        assert_eq!(
+            events
+                .iter()
+                .map(|(_, kind)| kind.as_str())
+                .collect::<Vec<_>>(),
+            ["UserProvisioned", "LoginRecorded"]
+        );
+        for event in events {
+            assert!(
+                logged.contains(event),
+                "{user_id}: {event:?} not in the log"
+            );
+        }
+        let path = format!("/v1/orgs/acme/users/{}", user_id.replace('@', "%40"));
+        assert_eq!(call_json(&address, "GET", &path, Some(&admin), None).0, 200);
+    }
     assert_eq!(stop(&mut again).code(), Some(0));
 }
