@@ -84,8 +84,11 @@ pub async fn not_found(Extension(request_id): Extension<RequestId>) -> Failure {
 #[serde(deny_unknown_fields)]
 pub struct CreateOrg {
     /// Letters, digits, `.`, `_`, `-`; 1 to 64 characters, not starting with `.`.
+    #[schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     org_id: String,
+    #[schema(pattern = r"\S")]
     sp_entity_id: String,
+    #[schema(pattern = r"\S")]
     acs_url: String,
     /// 0 to 3600; default 120.
     #[serde(default = "default_skew")]
@@ -304,7 +307,8 @@ pub struct RolePayload {
     summary = "Define or rename a custom role",
     description = "Admin token of the org.",
     security(("bearer" = [])),
-    params(OrgPath, ("role" = String, Path, description = "Role ID", max_length = 64)),
+    params(OrgPath, ("role" = String, Path, description = "Role ID", max_length = 64,
+        pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")),
     request_body(content = RolePayload, content_type = "application/json"),
     responses(
         (status = 200, description = "The role", body = RoleView),
@@ -428,8 +432,8 @@ pub struct OrgPath(
 #[into_params(names("idp"), parameter_in = Path)]
 #[allow(dead_code)]
 pub struct IdpPath(
-    /// IdP ID within the organisation.
-    #[param(max_length = 64)]
+    /// IdP ID within the organisation: letters, digits, `.`, `_`, `-`, not starting with `.`.
+    #[param(max_length = 64, pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     String,
 );
 
@@ -970,7 +974,8 @@ pub enum OnTypeName {
     security(("bearer" = [])),
     params(OrgPath,
         ("on" = String, Query, description = "Resource ID"),
-        ("on_type" = OnTypeName, Query, description = "Resource type (case-insensitive)"),
+        ("on_type" = inline(OnTypeName), Query,
+            description = "Resource type (case-insensitive)"),
     ),
     responses(
         (status = 200, description = "The grants and their users", body = AclAnswer),
