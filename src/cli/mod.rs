@@ -273,7 +273,9 @@ pub fn envelope_from_json(value: &Value) -> Option<Envelope> {
         stream: value["stream"].as_str()?.to_string(),
         stream_version: value["stream_version"].as_u64()?,
         recorded_at,
-        cause: serde_json::from_value(value["cause"].clone()).ok()?,
+        cause: serde_json::from_value::<view::CauseView>(value["cause"].clone())
+            .ok()?
+            .into(),
         event,
         prev_hash: unhex32(value["prev_hash"].as_str()?)?,
         hash: unhex32(value["hash"].as_str()?)?,

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use crate::events::{ProfileField, Source};
 use crate::provisioning::user::{Provenance, UserState};
 use crate::saml::keys::SigningKey;
-use crate::store::Envelope;
+use crate::store::{Cause, Envelope};
 
 /// Unix nanoseconds as RFC 3339 (UTC).
 pub fn instant_text(nanos: i128) -> Option<String> {
@@ -161,6 +161,58 @@ pub fn user(state: &UserState) -> UserView {
     }
 }
 
+/// Why an event was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CauseView {
+    /// A validated login: its ID, the assertion and the IdP.
+    Login {
+        login_id: String,
+        assertion_id: String,
+        idp_id: String,
+    },
+    /// An admin request, by the token that made it.
+    Admin { token_id: String },
+    /// The service itself.
+    System,
+}
+
+impl From<&Cause> for CauseView {
+    fn from(cause: &Cause) -> CauseView {
+        match cause.clone() {
+            Cause::Login {
+                login_id,
+                assertion_id,
+                idp_id,
+            } => CauseView::Login {
+                login_id,
+                assertion_id,
+                idp_id,
+            },
+            Cause::Admin { token_id } => CauseView::Admin { token_id },
+            Cause::System => CauseView::System,
+        }
+    }
+}
+
+impl From<CauseView> for Cause {
+    fn from(view: CauseView) -> Cause {
+        match view {
+            CauseView::Login {
+                login_id,
+                assertion_id,
+                idp_id,
+            } => Cause::Login {
+                login_id,
+                assertion_id,
+                idp_id,
+            },
+            CauseView::Admin { token_id } => Cause::Admin { token_id },
+            CauseView::System => Cause::System,
+        }
+    }
+}
+
 /// One envelope of the log: hashes in hex, the event as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct EnvelopeView {
@@ -173,7 +225,7 @@ pub struct EnvelopeView {
     /// RFC 3339.
     pub recorded_at: Option<String>,
     /// The login, admin token or system action behind the event.
-    pub cause: Value,
+    pub cause: CauseView,
     /// The event type name (`UserProvisioned`, `LoginRecorded`, …).
     #[serde(rename = "type")]
     pub event_type: String,
@@ -193,7 +245,7 @@ pub fn envelope(envelope: &Envelope) -> EnvelopeView {
         stream: envelope.stream.clone(),
         stream_version: envelope.stream_version,
         recorded_at: instant_text(envelope.recorded_at),
-        cause: serde_json::to_value(&envelope.cause).unwrap_or(Value::Null),
+        cause: CauseView::from(&envelope.cause),
         event_type: envelope.event.type_name().to_string(),
         data: event_data(&envelope.event),
         prev_hash: hex(&envelope.prev_hash),
@@ -235,5 +287,62 @@ pub fn signing_key(key: &SigningKey) -> CertificateView {
         not_after: instant_text(key.not_after_unix() as i128 * 1_000_000_000),
         subject: key.subject().to_string(),
         key: format!("{:?}", key.kind()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Event, TokenRevoked};
+    use serde_json::json;
+
+    fn envelope_with(cause: Cause) -> Envelope {
+        Envelope {
+            seq: 7,
+            org_id: "acme".to_string(),
+            stream: "config".to_string(),
+            stream_version: 3,
+            recorded_at: 1_780_000_000_000_000_000,
+            cause,
+            event: Event::TokenRevoked(TokenRevoked {
+                token_id: "t1".to_string(),
+            }),
+            prev_hash: [1; 32],
+            hash: [2; 32],
+        }
+    }
+
+    #[test]
+    fn envelopes_show_the_cause_by_kind_and_read_back() {
+        let causes = [
+            (
+                Cause::Login {
+                    login_id: "login_1".to_string(),
+                    assertion_id: "_a1".to_string(),
+                    idp_id: "okta".to_string(),
+                },
+                json!({"kind": "login", "login_id": "login_1", "assertion_id": "_a1",
+                    "idp_id": "okta"}),
+            ),
+            (
+                Cause::Admin {
+                    token_id: "bootstrap".to_string(),
+                },
+                json!({"kind": "admin", "token_id": "bootstrap"}),
+            ),
+            (Cause::System, json!({"kind": "system"})),
+        ];
+        for (cause, expected) in causes {
+            let original = envelope_with(cause);
+            let value = serde_json::to_value(envelope(&original)).unwrap();
+            assert_eq!(value["cause"], expected);
+            assert_eq!(value["type"], "TokenRevoked");
+            assert_eq!(value["data"], json!({"token_id": "t1"}));
+            assert_eq!(
+                crate::cli::envelope_from_json(&value),
+                Some(original),
+                "the view reads back"
+            );
+        }
     }
 }
