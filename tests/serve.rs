@@ -443,6 +443,17 @@ fn signed_login(binaries: &Path, name_id: &str) -> Vec<u8> {
     format!("SAMLResponse={}", form_encode(response.trim())).into_bytes()
 }
 
+/// The server's own count of requests in flight, from `/metrics`.
+fn requests_in_flight(address: &str) -> usize {
+    let (status, metrics) = get(address, "/metrics");
+    assert_eq!(status, 200);
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("jitledger_http_requests_in_flight "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no requests-in-flight gauge in {metrics}"))
+}
+
 /// What a login that got a 2xx answered: its user and the events it says are durable.
 fn accepted(answer: &str) -> (String, Vec<(u64, String)>) {
     let answer: Value = serde_json::from_str(answer).expect("a login answer is JSON");
@@ -529,15 +540,25 @@ fn logins_in_flight_at_sigterm_finish_and_are_in_the_log_after_restart() {
             })
         })
         .collect();
-    // Time for the server to read the cut requests' heads and start their handlers.
-    thread::sleep(Duration::from_millis(300));
+    // The cut requests are in flight once the server counts them (and the /metrics call).
+    let deadline = Instant::now() + START_TIMEOUT;
+    while requests_in_flight(&address) < LOGINS_CUT_MAX + 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the cut logins never got in flight"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
     start_line.wait();
     terminate(&server);
-    thread::sleep(Duration::from_millis(300));
-    assert!(
-        TcpStream::connect(&address).is_err(),
-        "after SIGTERM the server accepts no new connection"
-    );
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while TcpStream::connect(&address).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "after SIGTERM the server takes no new connection"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
 
     let mut durable = Vec::new();
     for (mut stream, rest) in cut {

@@ -67,10 +67,14 @@ pub async fn healthz() -> impl IntoResponse {
     responses((status = 200, description = "Prometheus text exposition format",
         body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.service.metrics_text(),
-    )
+    let mut text = state.service.metrics_text();
+    text.push_str(&format!(
+        "# HELP jitledger_http_requests_in_flight Requests being served, this one included.\n\
+         # TYPE jitledger_http_requests_in_flight gauge\n\
+         jitledger_http_requests_in_flight {}\n",
+        state.requests_in_flight()
+    ));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 pub async fn not_found(Extension(request_id): Extension<RequestId>) -> Failure {

@@ -45,6 +45,11 @@ impl AppState {
             in_flight: Arc::new(Semaphore::new(REQUESTS_IN_FLIGHT_MAX)),
         }
     }
+
+    /// Requests being served now (the one asking included).
+    pub fn requests_in_flight(&self) -> usize {
+        REQUESTS_IN_FLIGHT_MAX - self.in_flight.available_permits()
+    }
 }
 
 /// The request ID of the current request: in every error body, the logs and the
