@@ -614,7 +614,10 @@ async fn run_login(
     description = "No token: the IdP's signature is the credential. The events are durable \
         before the answer.",
     params(OrgPath),
-    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content(
+        (LoginForm = "application/x-www-form-urlencoded"),
+        (LoginJson = "application/json"),
+    )),
     responses(
         (status = 200, description = "Accepted and recorded", body = LoginAnswer),
         (status = 400, description = "Malformed form, base64 or org ID"),

@@ -2,8 +2,9 @@
 //! `#[utoipa::path]` attributes and the request and answer types' `ToSchema` derives.
 //!
 //! What every operation shares is added here once: the error body of each 4xx/5xx answer,
-//! the 503 of the request guard (overload or timeout, with `Retry-After`), and the 500 of a
-//! storage failure on every route that reads the store. `http::served_routes` lists what
+//! the 503 of the request guard (overload or timeout, with `Retry-After`), the 500 of a
+//! storage failure on every route that reads the store, and the 400 of a path parameter
+//! that does not decode. `http::served_routes` lists what
 //! the router serves; the tests hold the two lists against each other.
 
 use std::collections::BTreeSet;
@@ -107,6 +108,17 @@ fn share(operation: &mut Operation) {
     responses
         .entry("503".to_string())
         .or_insert_with(|| RefOr::T(Response::new("")));
+    // A path parameter that does not percent-decode to UTF-8 is refused before the handler.
+    let has_path_parameter = operation
+        .parameters
+        .iter()
+        .flatten()
+        .any(|parameter| parameter.parameter_in == utoipa::openapi::path::ParameterIn::Path);
+    if has_path_parameter {
+        responses
+            .entry("400".to_string())
+            .or_insert_with(|| RefOr::T(Response::new("")));
+    }
     if touches_store {
         responses
             .entry("500".to_string())

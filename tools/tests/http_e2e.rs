@@ -623,6 +623,29 @@ fn every_documented_route_is_served() {
             "{method} {path} answered {} which it does not document",
             answer.status
         );
+        // A path parameter that is not UTF-8 once decoded: refused, and documented.
+        if path.contains('{') {
+            let undecodable = format!("{}%FF", concrete.trim_end_matches('/'));
+            let undecodable = if path.ends_with('}') {
+                undecodable
+            } else {
+                concrete.replacen("/acme/", "/%FF/", 1)
+            };
+            let answer = send(
+                &method.to_uppercase(),
+                &server.url(&undecodable),
+                Some(ADMIN),
+                Some(("application/json", b"{}")),
+            )
+            .unwrap();
+            let body: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+            assert_eq!(
+                (answer.status, body["error"]["code"].as_str()),
+                (400, Some("malformed_request")),
+                "{method} {undecodable}"
+            );
+            assert!(documented_statuses.contains_key("400"), "{method} {path}");
+        }
     }
 }
 
