@@ -189,10 +189,15 @@ fn terminate(server: &Server) {
     assert!(kill.success(), "kill -TERM failed: {kill}");
 }
 
-fn stop(server: &mut Server) -> ExitStatus {
-    terminate(server);
+/// Waits for a server told to stop; answers its exit status.
+fn stopped(server: &mut Server) -> ExitStatus {
     wait_with_timeout(&mut server.child, STOP_TIMEOUT)
         .expect("server stopped within the timeout after SIGTERM")
+}
+
+fn stop(server: &mut Server) -> ExitStatus {
+    terminate(server);
+    stopped(server)
 }
 
 fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
@@ -221,13 +226,7 @@ fn serve_answers_healthz_and_stops_cleanly_on_sigterm() {
     assert_eq!(status, 200);
     assert_eq!(body, r#"{"status":"ok"}"#);
 
-    let kill = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(kill.success(), "kill -TERM failed: {kill}");
-    let status = wait_with_timeout(&mut server.child, STOP_TIMEOUT)
-        .expect("server stopped within the timeout after SIGTERM");
+    let status = stop(&mut server);
     assert_eq!(
         status.code(),
         Some(0),
@@ -241,10 +240,7 @@ fn serve_answers_healthz_and_stops_cleanly_on_sigterm() {
         "the bootstrap admin token is printed only once"
     );
     assert_eq!(get(&address, "/healthz").0, 200);
-    let _ = Command::new("kill")
-        .args(["-TERM", &again.child.id().to_string()])
-        .status();
-    assert!(wait_with_timeout(&mut again.child, STOP_TIMEOUT).is_some());
+    stop(&mut again);
 }
 
 const SP: &str = "https://sp.example.com/metadata";
@@ -584,8 +580,7 @@ fn logins_in_flight_at_sigterm_finish_and_are_in_the_log_after_restart() {
             }
         }
     }
-    let status = wait_with_timeout(&mut server.child, STOP_TIMEOUT)
-        .expect("server stopped within the timeout after SIGTERM");
+    let status = stopped(&mut server);
     assert_eq!(
         status.code(),
         Some(0),
