@@ -1107,4 +1107,19 @@ fn golden_answers_of_every_route_and_its_main_refusals() {
         "api_refusal_no_route",
         call("GET", "/v2/anything", None, None)
     );
+    // A 405 still names the methods the route takes.
+    let raw = std::net::TcpStream::connect(&server.address).and_then(|mut stream| {
+        use std::io::Write as _;
+        let request = format!(
+            "DELETE /v1/orgs HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            server.address
+        );
+        stream.write_all(request.as_bytes())?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text)?;
+        Ok(text)
+    });
+    let raw = raw.unwrap().to_ascii_lowercase();
+    assert!(raw.starts_with("http/1.1 405"), "{raw}");
+    assert!(raw.contains("\r\nallow: post\r\n"), "{raw}");
 }
