@@ -312,10 +312,28 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         .await
         .map_err(ServeError::Server)?;
     // In-flight requests have finished; their appends were acknowledged only when durable.
-    drop(store);
+    // The router, and with it the service's handle on the store, is gone: stop the writer
+    // after what it has queued and flush sled before exiting.
+    // The server's connection tasks drop their handles on the router a moment after the
+    // last answer was sent: wait for them, boundedly.
+    let deadline = tokio::time::Instant::now() + STORE_RELEASE_WAIT;
+    while Arc::strong_count(&store) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    match Arc::try_unwrap(store) {
+        Ok(store) => store.close()?,
+        Err(store) => {
+            tracing::warn!("the store is still in use at exit; its writer stops when dropped");
+            drop(store);
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How long a stopping server waits for its last handles on the store to go before it
+/// closes the store (drains the writer, flushes sled).
+const STORE_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Resolves on the first SIGINT or SIGTERM. If a handler cannot be installed, that
 /// signal is logged and ignored rather than stopping the server at once.

@@ -183,7 +183,7 @@ fn render(replay: &Replay, format: Format) -> String {
                 .users
                 .iter()
                 .map(|((org, _), user)| {
-                    let mut view = view::user(user);
+                    let mut view = serde_json::to_value(view::user(user)).unwrap_or(Value::Null);
                     view["org_id"] = Value::String(org.clone());
                     view
                 })
@@ -273,7 +273,9 @@ pub fn envelope_from_json(value: &Value) -> Option<Envelope> {
         stream: value["stream"].as_str()?.to_string(),
         stream_version: value["stream_version"].as_u64()?,
         recorded_at,
-        cause: serde_json::from_value(value["cause"].clone()).ok()?,
+        cause: serde_json::from_value::<view::CauseView>(value["cause"].clone())
+            .ok()?
+            .into(),
         event,
         prev_hash: unhex32(value["prev_hash"].as_str()?)?,
         hash: unhex32(value["hash"].as_str()?)?,
@@ -304,9 +306,10 @@ pub fn login_dry_run(source: &Source, org: &str, file: &Path) -> Result<String, 
         Source::Data(data) => {
             let store = Arc::new(open(data)?);
             let service = Service::new(store, system_clock(), [0; 32]);
-            service.preview(org, &response, None).map_err(|e| {
+            let preview = service.preview(org, &response, None).map_err(|e| {
                 failed(serde_json::to_string_pretty(&e.body("cli")).unwrap_or_default())
-            })?
+            })?;
+            serde_json::to_value(preview).map_err(|e| error(e.to_string()))?
         }
         Source::Url { url, token } => {
             let body = json!({ "saml_response": String::from_utf8_lossy(&response) }).to_string();

@@ -8,14 +8,18 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
 
 use super::{AppState, Failure, RequestId, bearer, blocking, form};
 use crate::events::{JitSettings, OrgCreated, ProfileField, TokenScope};
 use crate::provisioning::config::{USER_ROLE, mapping_preset};
-use crate::service::{ApiError, check_id, view};
+use crate::service::view::{EnvelopeView, UserView};
+use crate::service::{
+    ApiError, IdpView, JitView, LoginAnswer, OrgView, PreviewView, RejectedPage, RoleView,
+    TokenView, check_id, view,
+};
 use crate::store::history::AsOf;
 use crate::store::user_stream;
 
@@ -40,6 +44,17 @@ fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError
     serde_json::from_slice(bytes).map_err(|e| ApiError::malformed(format!("invalid JSON: {e}")))
 }
 
+/// The answer of `/healthz`.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    pub status: String,
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "service",
+    summary = "Liveness",
+    responses((status = 200, description = "The service answers", body = Health)))]
 pub async fn healthz() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -47,11 +62,19 @@ pub async fn healthz() -> impl IntoResponse {
     )
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    summary = "Prometheus metrics",
+    responses((status = 200, description = "Prometheus text exposition format",
+        body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.service.metrics_text(),
-    )
+    let mut text = state.service.metrics_text();
+    text.push_str(&format!(
+        "# HELP jitledger_http_requests_in_flight Requests being served, this one included.\n\
+         # TYPE jitledger_http_requests_in_flight gauge\n\
+         jitledger_http_requests_in_flight {}\n",
+        state.requests_in_flight()
+    ));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 pub async fn not_found(Extension(request_id): Extension<RequestId>) -> Failure {
@@ -60,15 +83,24 @@ pub async fn not_found(Extension(request_id): Extension<RequestId>) -> Failure {
 
 // ---- Admin.
 
-#[derive(Deserialize)]
+/// `POST /v1/orgs`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrg {
+    /// Letters, digits, `.`, `_`, `-`; 1 to 64 characters, not starting with `.`.
+    #[schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     org_id: String,
+    #[schema(pattern = r"\S")]
     sp_entity_id: String,
+    #[schema(pattern = r"\S")]
     acs_url: String,
+    /// 0 to 3600; default 120.
     #[serde(default = "default_skew")]
+    #[schema(default = 120, minimum = 0, maximum = 3600)]
     clock_skew_seconds: i64,
+    /// Default true.
     #[serde(default = "default_true")]
+    #[schema(default = true)]
     allow_idp_initiated: bool,
 }
 
@@ -80,6 +112,18 @@ fn default_true() -> bool {
     true
 }
 
+#[utoipa::path(post, path = "/v1/orgs", tag = "admin",
+    summary = "Create an organisation",
+    description = "Bootstrap admin token only.",
+    security(("bearer" = [])),
+    request_body(content = CreateOrg, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = OrgView),
+        (status = 400, description = "Malformed JSON, invalid ID or field"),
+        (status = 401), (status = 403, description = "Not the bootstrap admin token"),
+        (status = 409, description = "The organisation exists"),
+        (status = 413),
+    ))]
 pub async fn create_org(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
@@ -106,6 +150,26 @@ pub async fn create_org(
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
+#[utoipa::path(put, path = "/v1/orgs/{org}/idps/{idp}", tag = "admin",
+    summary = "Register or replace an IdP from its metadata XML",
+    description = "Admin token of the org. The body is the IdP's SAML metadata \
+        (`md:EntityDescriptor`), whatever the Content-Type.",
+    security(("bearer" = [])),
+    params(OrgPath, IdpPath),
+    request_body(description = "SAML 2.0 IdP metadata XML", content(
+        (String = "application/samlmetadata+xml"),
+        (String = "application/xml"),
+        (String = "text/xml"),
+    )),
+    responses(
+        (status = 200, description = "Replaced", body = IdpView),
+        (status = 201, description = "Registered", body = IdpView),
+        (status = 400, description = "Invalid IdP ID"),
+        (status = 401), (status = 403), (status = 404, description = "Unknown organisation"),
+        (status = 413),
+        (status = 422, description = "`invalid_metadata` (or another XML refusal), the \
+            message naming what is missing or wrong"),
+    ))]
 pub async fn put_idp(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
@@ -131,17 +195,27 @@ pub async fn put_idp(
 }
 
 /// `PUT …/jit`: omitted fields take the defaults of CONTRACT.md; `preset` names a mapping.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JitPayload {
+    /// Default false.
     enabled: Option<bool>,
+    /// A built-in or custom role; default `Agent`.
     default_role: Option<String>,
+    /// Default false.
     idp_managed_roles: Option<bool>,
+    /// Mapping key (`USER_ROLE`, `USER_FIRST_NAME`, `USER_LAST_NAME`, `USER_DISPLAY_NAME`,
+    /// `USER_PHONE_NUMBER`, `USER_EMAIL`) → SAML attribute; merged over the preset.
     attribute_mapping: Option<HashMap<String, String>>,
+    /// A named mapping preset to start from.
     preset: Option<String>,
+    /// Default true.
     acl_attributes: Option<bool>,
+    /// Mapping keys a login must carry to create a user; default email, first and last name.
     required_for_creation: Option<Vec<String>>,
+    /// Take the user ID from this attribute instead of the NameID.
     user_id_attribute: Option<String>,
+    /// Accept RSA-SHA1 signatures from this IdP; default false.
     allow_sha1: Option<bool>,
 }
 
@@ -189,6 +263,20 @@ impl JitPayload {
     }
 }
 
+#[utoipa::path(put, path = "/v1/orgs/{org}/idps/{idp}/jit", tag = "admin",
+    summary = "Set an IdP's JIT settings",
+    description = "Admin token of the org.",
+    security(("bearer" = [])),
+    params(OrgPath, IdpPath),
+    request_body(content = JitPayload, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The settings now in force", body = JitView),
+        (status = 400, description = "Malformed JSON or unknown preset"),
+        (status = 401), (status = 403),
+        (status = 404, description = "Unknown organisation or IdP"),
+        (status = 413),
+        (status = 422, description = "`invalid_settings`: unknown field or role"),
+    ))]
 pub async fn put_jit(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
@@ -211,12 +299,28 @@ pub async fn put_jit(
     Ok(Json(view).into_response())
 }
 
-#[derive(Deserialize)]
+/// `PUT …/roles/{role}`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolePayload {
+    /// 1 to 128 printable characters, unique in the org (case-insensitively).
     name: String,
 }
 
+#[utoipa::path(put, path = "/v1/orgs/{org}/roles/{role}", tag = "admin",
+    summary = "Define or rename a custom role",
+    description = "Admin token of the org.",
+    security(("bearer" = [])),
+    params(OrgPath, ("role" = String, Path, description = "Role ID", max_length = 64,
+        pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")),
+    request_body(content = RolePayload, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The role", body = RoleView),
+        (status = 400, description = "Malformed JSON, invalid role ID or name"),
+        (status = 401), (status = 403), (status = 404, description = "Unknown organisation"),
+        (status = 409, description = "A built-in role, or another role has this name"),
+        (status = 413),
+    ))]
 pub async fn put_role(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
@@ -238,12 +342,33 @@ pub async fn put_role(
     Ok(Json(view).into_response())
 }
 
-#[derive(Deserialize)]
+/// `POST …/tokens`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenPayload {
-    scope: String,
+    scope: ScopeName,
 }
 
+/// What a token may do: `read` the org's users and refusals, or `admin` it too.
+#[derive(Deserialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum ScopeName {
+    Read,
+    Admin,
+}
+
+#[utoipa::path(post, path = "/v1/orgs/{org}/tokens", tag = "admin",
+    summary = "Issue an API token (shown once)",
+    description = "Admin token of the org.",
+    security(("bearer" = [])),
+    params(OrgPath),
+    request_body(content = TokenPayload, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Issued: the token is shown this once", body = TokenView),
+        (status = 400, description = "Malformed JSON or unknown scope"),
+        (status = 401), (status = 403), (status = 404, description = "Unknown organisation"),
+        (status = 413),
+    ))]
 pub async fn issue_token(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
@@ -258,14 +383,9 @@ pub async fn issue_token(
     let payload: TokenPayload = body(payload)
         .and_then(|b| json_body(&b))
         .map_err(fail(&request_id))?;
-    let scope = match payload.scope.as_str() {
-        "read" => TokenScope::Read,
-        "admin" => TokenScope::Admin,
-        _ => {
-            return Err(fail(&request_id)(ApiError::malformed(
-                "scope is read or admin",
-            )));
-        }
+    let scope = match payload.scope {
+        ScopeName::Read => TokenScope::Read,
+        ScopeName::Admin => TokenScope::Admin,
     };
     let view = blocking(&request_id.0, move || {
         service.issue_token(&caller, &org, scope)
@@ -273,6 +393,53 @@ pub async fn issue_token(
     .await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
+
+#[utoipa::path(delete, path = "/v1/orgs/{org}/tokens/{token_id}", tag = "admin",
+    summary = "Revoke an API token",
+    description = "Admin token of the org. The revoked token is refused (401) from then on.",
+    security(("bearer" = [])),
+    params(OrgPath, ("token_id" = String, Path, description = "The `token_id` given at issue")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401), (status = 403),
+        (status = 404, description = "Unknown organisation or token"),
+    ))]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    Path((org, token_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    let service = state.service.clone();
+    let caller = service
+        .authorize(bearer(&headers), Some(&org), true)
+        .map_err(fail(&request_id))?;
+    blocking(&request_id.0, move || {
+        service.revoke_token(&caller, &org, &token_id)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The org of a path.
+#[derive(utoipa::IntoParams)]
+#[into_params(names("org"), parameter_in = Path)]
+#[allow(dead_code)]
+pub struct OrgPath(
+    /// Organisation ID.
+    #[param(max_length = 64)]
+    String,
+);
+
+/// The IdP of a path.
+#[derive(utoipa::IntoParams)]
+#[into_params(names("idp"), parameter_in = Path)]
+#[allow(dead_code)]
+pub struct IdpPath(
+    /// IdP ID within the organisation: letters, digits, `.`, `_`, `-`, not starting with `.`.
+    #[param(max_length = 64, pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
+    String,
+);
 
 fn number(
     query: &HashMap<String, String>,
@@ -290,6 +457,27 @@ fn number(
     }
 }
 
+/// A page of the global log.
+#[derive(Serialize, ToSchema)]
+pub struct EventsPage {
+    pub events: Vec<EnvelopeView>,
+    /// The `after` of the next page; null when this page is empty.
+    pub next_after: Option<u64>,
+}
+
+#[utoipa::path(get, path = "/v1/events", tag = "admin",
+    summary = "The global log, in order",
+    description = "Bootstrap admin token only.",
+    security(("bearer" = [])),
+    params(
+        ("after" = Option<u64>, Query, description = "Envelopes with a greater seq; default 0"),
+        ("limit" = Option<u64>, Query, description = "Default 100", maximum = 1000),
+    ),
+    responses(
+        (status = 200, description = "A page of envelopes", body = EventsPage),
+        (status = 400, description = "after or limit is not a number in range"),
+        (status = 401), (status = 403, description = "Not the bootstrap admin token"),
+    ))]
 pub async fn events(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
@@ -307,15 +495,23 @@ pub async fn events(
     })
     .await?;
     let next_after = events.last().map(|e| e.seq);
-    Ok(Json(json!({
-        "events": events.iter().map(view::envelope).collect::<Vec<_>>(),
-        "next_after": next_after,
-    }))
+    Ok(Json(EventsPage {
+        events: events.iter().map(view::envelope).collect(),
+        next_after,
+    })
     .into_response())
 }
 
 // ---- SAML.
 
+#[utoipa::path(get, path = "/v1/orgs/{org}/saml/metadata", tag = "saml",
+    summary = "The SP's metadata XML",
+    params(OrgPath),
+    responses(
+        (status = 200, description = "SP metadata: entityID and ACS URL", body = String,
+            content_type = "application/samlmetadata+xml"),
+        (status = 404, description = "Unknown organisation"),
+    ))]
 pub async fn sp_metadata(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
@@ -329,6 +525,19 @@ pub async fn sp_metadata(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/v1/orgs/{org}/idps/{idp}/login", tag = "saml",
+    summary = "Start an SP-initiated login",
+    description = "302 to the IdP's SSO URL with an AuthnRequest (HTTP-Redirect binding); its ID \
+        is remembered so that the answer's InResponseTo is accepted once.",
+    params(OrgPath, IdpPath,
+        ("relay_state" = Option<String>, Query, description = "Returned by the IdP", max_length = 320)),
+    responses(
+        (status = 302, description = "Redirect to the IdP",
+            headers(("location" = String, description = "The IdP's SSO URL with SAMLRequest"))),
+        (status = 400, description = "relay_state too long"),
+        (status = 404, description = "Unknown organisation or IdP"),
+        (status = 422, description = "The IdP has no HTTP-Redirect SSO endpoint"),
+    ))]
 pub async fn start_login(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
@@ -344,22 +553,36 @@ pub async fn start_login(
     Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response())
 }
 
-/// The `SAMLResponse` of a form, JSON `{"saml_response"}`, or raw base64 body.
+/// The HTTP-POST binding's form.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct LoginForm {
+    /// Base64 of the signed Response.
+    #[schema(rename = "SAMLResponse")]
+    saml_response: String,
+    #[schema(rename = "RelayState")]
+    relay_state: Option<String>,
+}
+
+/// The login webhook's JSON body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginJson {
+    /// Base64 of the signed Response.
+    saml_response: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    relay_state: Option<String>,
+}
+
+/// The `SAMLResponse` of a form, or JSON `{"saml_response"}`.
 fn saml_response(headers: &HeaderMap, bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if content_type.starts_with("application/json") {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Payload {
-            saml_response: String,
-            #[serde(default)]
-            #[allow(dead_code)]
-            relay_state: Option<String>,
-        }
-        let payload: Payload = json_body(bytes)?;
+        let payload: LoginJson = json_body(bytes)?;
         return Ok(payload.saml_response.into_bytes());
     }
     let mut fields = form(bytes)?;
@@ -367,16 +590,6 @@ fn saml_response(headers: &HeaderMap, bytes: &[u8]) -> Result<Vec<u8>, ApiError>
         .remove("SAMLResponse")
         .map(String::into_bytes)
         .ok_or_else(|| ApiError::malformed("SAMLResponse is missing"))
-}
-
-fn login_answer(answer: crate::service::LoginAnswer) -> Value {
-    json!({
-        "login_id": answer.login_id,
-        "user_id": answer.user_id,
-        "outcome": answer.outcome.as_str(),
-        "events": answer.events.iter().map(|(seq, kind)| json!({"seq": seq, "type": kind})).collect::<Vec<_>>(),
-        "user": answer.user,
-    })
 }
 
 async fn run_login(
@@ -393,9 +606,26 @@ async fn run_login(
         .map_err(fail(&request_id))?;
     let id = request_id.0.clone();
     let answer = blocking(&request_id.0, move || service.login(&org, &response, &id)).await?;
-    Ok(Json(login_answer(answer)).into_response())
+    Ok(Json(answer).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/orgs/{org}/saml/acs", tag = "saml",
+    summary = "Assertion Consumer Service (HTTP-POST binding)",
+    description = "No token: the IdP's signature is the credential. The events are durable \
+        before the answer.",
+    params(OrgPath),
+    request_body(content(
+        (LoginForm = "application/x-www-form-urlencoded"),
+        (LoginJson = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "Accepted and recorded", body = LoginAnswer),
+        (status = 400, description = "Malformed form, base64 or org ID"),
+        (status = 404, description = "Unknown organisation"),
+        (status = 409, description = "`replayed_assertion`, or a concurrent change"),
+        (status = 413),
+        (status = 422, description = "Refused: the code names the SAML or provisioning rule"),
+    ))]
 pub async fn acs(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
@@ -406,6 +636,23 @@ pub async fn acs(
     run_login(state, request_id, headers, payload, org).await
 }
 
+#[utoipa::path(post, path = "/v1/orgs/{org}/logins", tag = "saml",
+    summary = "Login webhook (form or JSON)",
+    description = "No token: the IdP's signature is the credential. The events are durable \
+        before the answer.",
+    params(OrgPath),
+    request_body(content(
+        (LoginJson = "application/json"),
+        (LoginForm = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Accepted and recorded", body = LoginAnswer),
+        (status = 400, description = "Malformed body, base64 or org ID"),
+        (status = 404, description = "Unknown organisation"),
+        (status = 409, description = "`replayed_assertion`, or a concurrent change"),
+        (status = 413),
+        (status = 422, description = "Refused: the code names the SAML or provisioning rule"),
+    ))]
 pub async fn login(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
@@ -416,13 +663,33 @@ pub async fn login(
     run_login(state, request_id, headers, payload, org).await
 }
 
-#[derive(Deserialize)]
+/// `POST …/logins/preview` as JSON: a response and optionally draft JIT settings.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewPayload {
+    /// Base64 of the signed Response.
     saml_response: String,
+    /// Draft settings to decide with instead of the stored ones.
     jit: Option<JitPayload>,
 }
 
+#[utoipa::path(post, path = "/v1/orgs/{org}/logins/preview", tag = "admin",
+    summary = "Dry run of a login, optionally with draft JIT settings",
+    description = "Admin token of the org. Validates and decides; writes nothing.",
+    security(("bearer" = [])),
+    params(OrgPath),
+    request_body(content(
+        (PreviewPayload = "application/json"),
+        (LoginForm = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "The events it would write and the user's diff",
+            body = PreviewView),
+        (status = 400, description = "Malformed body or base64"),
+        (status = 401), (status = 403), (status = 404, description = "Unknown organisation"),
+        (status = 413),
+        (status = 422, description = "Refused: the code names the SAML or provisioning rule"),
+    ))]
 pub async fn preview(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
@@ -460,6 +727,16 @@ pub async fn preview(
     Ok(Json(view).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/orgs/{org}/logins/rejected", tag = "query",
+    summary = "Recently refused logins, newest first",
+    description = "Read or admin token of the org.",
+    security(("bearer" = [])),
+    params(OrgPath, ("limit" = Option<u64>, Query, description = "Default 100", maximum = 1000)),
+    responses(
+        (status = 200, description = "Refused logins with their codes", body = RejectedPage),
+        (status = 400, description = "limit is not a number in range"),
+        (status = 401), (status = 403), (status = 404, description = "Unknown organisation"),
+    ))]
 pub async fn rejected(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
@@ -504,6 +781,21 @@ fn org_exists(state: &AppState, org: &str) -> Result<(), ApiError> {
         .ok_or_else(ApiError::unknown_org)
 }
 
+#[utoipa::path(get, path = "/v1/orgs/{org}/users/{user}", tag = "query",
+    summary = "A user now, or as of an instant or sequence number",
+    description = "Read or admin token of the org.",
+    security(("bearer" = [])),
+    params(OrgPath,
+        ("user" = String, Path, description = "User ID (the NameID), percent-encoded"),
+        ("as_of" = Option<String>, Query, description = "RFC 3339 instant", format = DateTime),
+        ("as_of_seq" = Option<u64>, Query, description = "Global sequence number"),
+    ),
+    responses(
+        (status = 200, description = "USER", body = UserView),
+        (status = 400, description = "Bad as_of or as_of_seq, or both given"),
+        (status = 401), (status = 403),
+        (status = 404, description = "Unknown organisation or user (then)"),
+    ))]
 pub async fn user(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
@@ -527,6 +819,28 @@ pub async fn user(
     Ok(Json(view::user(&found)).into_response())
 }
 
+/// A page of users.
+#[derive(Serialize, ToSchema)]
+pub struct UsersPage {
+    pub users: Vec<UserView>,
+    /// The `cursor` of the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/orgs/{org}/users", tag = "query",
+    summary = "Users, by role, paged",
+    description = "Read or admin token of the org.",
+    security(("bearer" = [])),
+    params(OrgPath,
+        ("role" = Option<String>, Query, description = "Only users with this role"),
+        ("limit" = Option<u64>, Query, description = "Default 100", maximum = 1000),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of USER", body = UsersPage),
+        (status = 400, description = "Bad limit or cursor"),
+        (status = 401), (status = 403), (status = 404, description = "Unknown organisation"),
+    ))]
 pub async fn users(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
@@ -575,10 +889,10 @@ pub async fn users(
     let next_cursor = (page.len() == limit)
         .then(|| page.last().map(|u| view::hex(u.user_id.as_bytes())))
         .flatten();
-    Ok(Json(json!({
-        "users": page.iter().map(view::user).collect::<Vec<_>>(),
-        "next_cursor": next_cursor,
-    }))
+    Ok(Json(UsersPage {
+        users: page.iter().map(view::user).collect(),
+        next_cursor,
+    })
     .into_response())
 }
 
@@ -593,6 +907,22 @@ fn decode_cursor(hex: &str) -> Option<String> {
     String::from_utf8(bytes?).ok()
 }
 
+/// A user's envelopes, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct HistoryPage {
+    pub events: Vec<EnvelopeView>,
+}
+
+#[utoipa::path(get, path = "/v1/orgs/{org}/users/{user}/history", tag = "query",
+    summary = "A user's events",
+    description = "Read or admin token of the org.",
+    security(("bearer" = [])),
+    params(OrgPath, ("user" = String, Path, description = "User ID, percent-encoded")),
+    responses(
+        (status = 200, description = "The user's envelopes, oldest first", body = HistoryPage),
+        (status = 401), (status = 403),
+        (status = 404, description = "Unknown organisation or user"),
+    ))]
 pub async fn history(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
@@ -612,12 +942,53 @@ pub async fn history(
     if envelopes.is_empty() {
         return Err(fail(&request_id)(ApiError::not_found("user")));
     }
-    Ok(
-        Json(json!({ "events": envelopes.iter().map(view::envelope).collect::<Vec<_>>() }))
-            .into_response(),
-    )
+    Ok(Json(HistoryPage {
+        events: envelopes.iter().map(view::envelope).collect(),
+    })
+    .into_response())
 }
 
+/// One grant on a resource.
+#[derive(Serialize, ToSchema)]
+pub struct GrantView {
+    pub user_id: String,
+    pub role_id: String,
+}
+
+/// Who has an entry on a resource.
+#[derive(Serialize, ToSchema)]
+pub struct AclAnswer {
+    pub on: String,
+    /// `ACCOUNT`, `FOLDER` or `LOCATION`.
+    pub on_type: &'static str,
+    pub grants: Vec<GrantView>,
+    /// Each user with a grant, once.
+    pub users: Vec<UserView>,
+}
+
+/// What `on_type` names.
+#[derive(ToSchema)]
+#[allow(dead_code, clippy::upper_case_acronyms)]
+pub enum OnTypeName {
+    ACCOUNT,
+    FOLDER,
+    LOCATION,
+}
+
+#[utoipa::path(get, path = "/v1/orgs/{org}/acl", tag = "query",
+    summary = "Users with an ACL entry on a resource",
+    description = "Read or admin token of the org.",
+    security(("bearer" = [])),
+    params(OrgPath,
+        ("on" = String, Query, description = "Resource ID"),
+        ("on_type" = inline(OnTypeName), Query,
+            description = "Resource type (case-insensitive)"),
+    ),
+    responses(
+        (status = 200, description = "The grants and their users", body = AclAnswer),
+        (status = 400, description = "on or on_type missing or invalid"),
+        (status = 401), (status = 403), (status = 404, description = "Unknown organisation"),
+    ))]
 pub async fn acl(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
@@ -645,9 +1016,9 @@ pub async fn acl(
     let grants = store
         .grants_on(&org, on_type.as_str(), on)
         .map_err(|e| fail(&request_id)(e.into()))?;
-    let mut users = Vec::new();
+    let mut users: Vec<UserView> = Vec::new();
     for (user_id, _) in &grants {
-        if users.iter().any(|u: &Value| u["user_id"] == *user_id) {
+        if users.iter().any(|u| u.user_id == *user_id) {
             continue;
         }
         if let Some(user) = store
@@ -657,10 +1028,17 @@ pub async fn acl(
             users.push(view::user(&user));
         }
     }
-    Ok(Json(json!({
-        "on": on, "on_type": on_type.as_str(),
-        "grants": grants.iter().map(|(user_id, role_id)| json!({"user_id": user_id, "role_id": role_id})).collect::<Vec<_>>(),
-        "users": users,
-    }))
+    Ok(Json(AclAnswer {
+        on: on.clone(),
+        on_type: on_type.as_str(),
+        grants: grants
+            .iter()
+            .map(|(user_id, role_id)| GrantView {
+                user_id: user_id.clone(),
+                role_id: role_id.clone(),
+            })
+            .collect(),
+        users,
+    })
     .into_response())
 }

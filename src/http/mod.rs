@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::handler::Handler;
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{MethodFilter, on};
 use axum::{Json, Router};
 use tokio::sync::Semaphore;
 
@@ -49,6 +50,11 @@ impl AppState {
             in_flight: Arc::new(Semaphore::new(REQUESTS_IN_FLIGHT_MAX)),
         }
     }
+
+    /// Requests being served now (the one asking included).
+    pub fn requests_in_flight(&self) -> usize {
+        REQUESTS_IN_FLIGHT_MAX - self.in_flight.available_permits()
+    }
 }
 
 /// The request ID of the current request: in every error body, the logs and the
@@ -75,57 +81,135 @@ impl IntoResponse for Failure {
     }
 }
 
+/// The router and the (method, path) pairs it serves, built together: `/openapi.json` is
+/// checked against the pairs, so a route cannot be served undocumented.
+struct Routes {
+    router: Router<AppState>,
+    served: Vec<(Method, &'static str)>,
+}
+
+impl Routes {
+    fn new() -> Routes {
+        Routes {
+            router: Router::new(),
+            served: Vec::new(),
+        }
+    }
+
+    /// Serves `handler` for `method` on `path`, with a body bound when one is given.
+    fn add<H, T>(
+        mut self,
+        method: Method,
+        path: &'static str,
+        handler: H,
+        body_bytes_max: Option<usize>,
+    ) -> Routes
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone())
+            .unwrap_or_else(|_| panic!("axum cannot route {method}"));
+        let mut route = on(filter, handler);
+        if let Some(max) = body_bytes_max {
+            route = route.layer(DefaultBodyLimit::max(max));
+        }
+        self.router = self.router.route(path, route);
+        self.served.push((method, path));
+        self
+    }
+}
+
+fn routes() -> Routes {
+    let saml = Some(SAML_BODY_BYTES_MAX);
+    let json = Some(JSON_BODY_BYTES_MAX);
+    Routes::new()
+        .add(Method::GET, "/healthz", handlers::healthz, None)
+        .add(Method::GET, "/metrics", handlers::metrics, None)
+        .add(Method::GET, "/openapi.json", openapi::document, None)
+        .add(Method::POST, "/v1/orgs", handlers::create_org, json)
+        .add(
+            Method::PUT,
+            "/v1/orgs/{org}/idps/{idp}",
+            handlers::put_idp,
+            Some(METADATA_BODY_BYTES_MAX),
+        )
+        .add(
+            Method::PUT,
+            "/v1/orgs/{org}/idps/{idp}/jit",
+            handlers::put_jit,
+            json,
+        )
+        .add(
+            Method::PUT,
+            "/v1/orgs/{org}/roles/{role}",
+            handlers::put_role,
+            json,
+        )
+        .add(
+            Method::POST,
+            "/v1/orgs/{org}/tokens",
+            handlers::issue_token,
+            json,
+        )
+        .add(
+            Method::DELETE,
+            "/v1/orgs/{org}/tokens/{token_id}",
+            handlers::revoke_token,
+            None,
+        )
+        .add(Method::GET, "/v1/events", handlers::events, None)
+        .add(
+            Method::GET,
+            "/v1/orgs/{org}/saml/metadata",
+            handlers::sp_metadata,
+            None,
+        )
+        .add(
+            Method::GET,
+            "/v1/orgs/{org}/idps/{idp}/login",
+            handlers::start_login,
+            None,
+        )
+        .add(Method::POST, "/v1/orgs/{org}/saml/acs", handlers::acs, saml)
+        .add(Method::POST, "/v1/orgs/{org}/logins", handlers::login, saml)
+        .add(
+            Method::POST,
+            "/v1/orgs/{org}/logins/preview",
+            handlers::preview,
+            saml,
+        )
+        .add(
+            Method::GET,
+            "/v1/orgs/{org}/logins/rejected",
+            handlers::rejected,
+            None,
+        )
+        .add(Method::GET, "/v1/orgs/{org}/users", handlers::users, None)
+        .add(
+            Method::GET,
+            "/v1/orgs/{org}/users/{user}",
+            handlers::user,
+            None,
+        )
+        .add(
+            Method::GET,
+            "/v1/orgs/{org}/users/{user}/history",
+            handlers::history,
+            None,
+        )
+        .add(Method::GET, "/v1/orgs/{org}/acl", handlers::acl, None)
+}
+
+/// Every (method, path) the router serves.
+pub fn served_routes() -> Vec<(Method, &'static str)> {
+    routes().served
+}
+
 /// The service's routes.
 pub fn app(state: AppState) -> Router {
-    let saml_limit = DefaultBodyLimit::max(SAML_BODY_BYTES_MAX);
-    let json_limit = DefaultBodyLimit::max(JSON_BODY_BYTES_MAX);
-    Router::new()
-        .route("/healthz", get(handlers::healthz))
-        .route("/metrics", get(handlers::metrics))
-        .route("/openapi.json", get(openapi::document))
-        .route("/v1/orgs", post(handlers::create_org).layer(json_limit))
-        .route(
-            "/v1/orgs/{org}/idps/{idp}",
-            put(handlers::put_idp).layer(DefaultBodyLimit::max(METADATA_BODY_BYTES_MAX)),
-        )
-        .route(
-            "/v1/orgs/{org}/idps/{idp}/jit",
-            put(handlers::put_jit).layer(json_limit),
-        )
-        .route(
-            "/v1/orgs/{org}/roles/{role}",
-            put(handlers::put_role).layer(json_limit),
-        )
-        .route(
-            "/v1/orgs/{org}/tokens",
-            post(handlers::issue_token).layer(json_limit),
-        )
-        .route("/v1/events", get(handlers::events))
-        .route("/v1/orgs/{org}/saml/metadata", get(handlers::sp_metadata))
-        .route(
-            "/v1/orgs/{org}/idps/{idp}/login",
-            get(handlers::start_login),
-        )
-        .route(
-            "/v1/orgs/{org}/saml/acs",
-            post(handlers::acs).layer(saml_limit),
-        )
-        .route(
-            "/v1/orgs/{org}/logins",
-            post(handlers::login).layer(saml_limit),
-        )
-        .route(
-            "/v1/orgs/{org}/logins/preview",
-            post(handlers::preview).layer(saml_limit),
-        )
-        .route("/v1/orgs/{org}/logins/rejected", get(handlers::rejected))
-        .route("/v1/orgs/{org}/users", get(handlers::users))
-        .route("/v1/orgs/{org}/users/{user}", get(handlers::user))
-        .route(
-            "/v1/orgs/{org}/users/{user}/history",
-            get(handlers::history),
-        )
-        .route("/v1/orgs/{org}/acl", get(handlers::acl))
+    routes()
+        .router
         .fallback(handlers::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
@@ -154,11 +238,52 @@ async fn guard(State(state): State<AppState>, mut request: Request, next: Next) 
         )
         .into_response(),
     };
+    if !is_json(&response)
+        && (response.status().is_client_error() || response.status().is_server_error())
+    {
+        response = Failure(framework_error(response.status()), request_id.clone()).into_response();
+    }
     tracing::debug!(%method, %path, status = response.status().as_u16(), request_id, "request");
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
     response
+}
+
+fn is_json(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"))
+}
+
+/// The error of a refusal made by axum itself (a path, query or method it cannot take),
+/// so that every error answer has the body of CONTRACT.md.
+fn framework_error(status: StatusCode) -> ApiError {
+    match status {
+        StatusCode::BAD_REQUEST => ApiError::malformed("the request could not be read"),
+        StatusCode::NOT_FOUND => ApiError::not_found("route"),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
+            405,
+            "method_not_allowed",
+            "this route does not take this method",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(413, "too_large", "the request body is too large")
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+            415,
+            "unsupported_media_type",
+            "this content type is not taken here",
+        ),
+        status if status.is_client_error() => ApiError::new(
+            status.as_u16(),
+            "malformed_request",
+            "the request could not be taken",
+        ),
+        _ => ApiError::internal(),
+    }
 }
 
 /// The bearer token of a request, if any.

@@ -1,7 +1,9 @@
 //! The one error type the outside world sees: a stable code, an HTTP status, a message
 //! without internals, and optional facts. Every layer's error maps here in one place.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::provisioning::Refusal;
 use crate::saml::SamlError;
@@ -64,14 +66,36 @@ impl ApiError {
     }
 
     /// The JSON body of CONTRACT.md, with the request ID.
-    pub fn body(&self, request_id: &str) -> Value {
-        let mut error =
-            json!({ "code": self.code, "message": self.message, "request_id": request_id });
-        if let Some(detail) = &self.detail {
-            error["detail"] = detail.clone();
+    pub fn body(&self, request_id: &str) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message.clone(),
+                request_id: request_id.to_string(),
+                detail: self.detail.clone(),
+            },
         }
-        json!({ "error": error })
     }
+}
+
+/// Every error answer: `{"error": {"code", "message", "request_id", "detail"?}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable snake_case code (CONTRACT.md lists them with their statuses).
+    #[schema(example = "malformed_request")]
+    pub code: String,
+    /// For people; not to be parsed.
+    pub message: String,
+    /// The request's ID, also in the `x-request-id` header and the service log.
+    pub request_id: String,
+    /// Facts behind the refusal, when there are any (e.g. the ACL index and field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Value>,
 }
 
 impl From<SamlError> for ApiError {

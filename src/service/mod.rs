@@ -10,12 +10,14 @@ pub mod view;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use serde::Serialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use crate::events::{
     Event, IdpMetadata, JitSettings, JitSettingsChanged, OrgCreated, RoleDefined, TokenIssued,
-    TokenScope,
+    TokenRevoked, TokenScope,
 };
 use crate::provisioning::config::{OrgConfig, check_jit_settings};
 use crate::provisioning::{self, Outcome};
@@ -70,14 +72,134 @@ pub struct RejectedLogin {
     pub request_id: String,
 }
 
-/// What a successful login answers.
-#[derive(Debug, Clone, PartialEq)]
+/// What a successful login answers (CONTRACT.md): the events are durable.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct LoginAnswer {
     pub login_id: String,
     pub user_id: String,
+    #[schema(value_type = String, example = "provisioned")]
+    #[serde(serialize_with = "outcome_name")]
+    /// `provisioned`, `updated` or `unchanged`.
     pub outcome: Outcome,
-    pub events: Vec<(u64, &'static str)>,
-    pub user: Value,
+    pub events: Vec<EventRef>,
+    pub user: view::UserView,
+}
+
+fn outcome_name<S: serde::Serializer>(outcome: &Outcome, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(outcome.as_str())
+}
+
+/// An appended event: its sequence number and type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct EventRef {
+    pub seq: u64,
+    #[serde(rename = "type")]
+    pub event_type: &'static str,
+}
+
+/// An organisation as created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct OrgView {
+    pub org_id: String,
+    pub sp_entity_id: String,
+    pub acs_url: String,
+    pub clock_skew_seconds: i64,
+    pub allow_idp_initiated: bool,
+}
+
+/// An SSO endpoint of an IdP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SsoServiceView {
+    pub binding: String,
+    pub location: String,
+}
+
+/// An IdP as registered from its metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct IdpView {
+    pub idp_id: String,
+    pub entity_id: String,
+    pub sso_services: Vec<SsoServiceView>,
+    pub signing_certificates: Vec<view::CertificateView>,
+}
+
+/// JIT settings as CONTRACT.md shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct JitView {
+    pub enabled: bool,
+    pub default_role: String,
+    pub idp_managed_roles: bool,
+    /// Mapping key (`USER_ROLE`, `USER_EMAIL`, …) → SAML attribute Name or FriendlyName.
+    pub attribute_mapping: std::collections::BTreeMap<String, String>,
+    pub acl_attributes: bool,
+    /// Mapping keys (`USER_EMAIL`, …) a login must carry to create a user.
+    pub required_for_creation: Vec<&'static str>,
+    /// When set, the user ID comes from this attribute instead of the NameID.
+    pub user_id_attribute: Option<String>,
+    pub allow_sha1: bool,
+}
+
+/// A custom role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct RoleView {
+    pub role_id: String,
+    pub name: String,
+}
+
+/// A newly issued API token: `token` is shown once, only its hash is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct TokenView {
+    pub token: String,
+    /// The ID to revoke the token by.
+    pub token_id: String,
+    /// `read` or `admin`.
+    pub scope: &'static str,
+}
+
+/// An event a preview would write.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct PreviewEvent {
+    #[serde(rename = "type")]
+    pub event_type: &'static str,
+    /// The event's fields, snake_case.
+    pub data: Value,
+}
+
+/// One field a preview would change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct DiffView {
+    pub field: &'static str,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// What a login would do, written nowhere.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct PreviewView {
+    pub user_id: String,
+    /// `provisioned`, `updated` or `unchanged`.
+    pub outcome: &'static str,
+    pub events: Vec<PreviewEvent>,
+    pub diff: Vec<DiffView>,
+}
+
+/// A refused login as an admin sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct RejectedView {
+    pub code: &'static str,
+    pub message: String,
+    pub idp_id: Option<String>,
+    /// Only when the signature verified (the NameID is then the IdP's word).
+    pub name_id: Option<String>,
+    /// RFC 3339.
+    pub at: Option<String>,
+    pub request_id: String,
+}
+
+/// Recent refused logins, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct RejectedPage {
+    pub rejected: Vec<RejectedView>,
 }
 
 #[derive(Default)]
@@ -292,7 +414,7 @@ impl Service {
         caller: &Caller,
         org_id: &str,
         created: OrgCreated,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<OrgView, ApiError> {
         if caller.org_id.is_some() {
             return Err(ApiError::forbidden());
         }
@@ -308,11 +430,13 @@ impl Service {
                 "organisation {org_id:?} exists"
             )));
         }
-        let view = json!({
-            "org_id": org_id, "sp_entity_id": created.sp_entity_id, "acs_url": created.acs_url,
-            "clock_skew_seconds": created.clock_skew_seconds,
-            "allow_idp_initiated": created.allow_idp_initiated,
-        });
+        let view = OrgView {
+            org_id: org_id.to_string(),
+            sp_entity_id: created.sp_entity_id.clone(),
+            acs_url: created.acs_url.clone(),
+            clock_skew_seconds: created.clock_skew_seconds,
+            allow_idp_initiated: created.allow_idp_initiated,
+        };
         let request = AppendRequest {
             org_id: org_id.to_string(),
             stream: CONFIG_STREAM.to_string(),
@@ -340,7 +464,7 @@ impl Service {
         org_id: &str,
         idp_id: &str,
         metadata: &[u8],
-    ) -> Result<(bool, Value), ApiError> {
+    ) -> Result<(bool, IdpView), ApiError> {
         check_id("IdP", idp_id)?;
         let org = self.org(org_id)?;
         let parsed = parse_idp_metadata(metadata, None)?;
@@ -372,12 +496,19 @@ impl Service {
         };
         self.append_config(org_id, caller, vec![event])?;
         lock(&self.trust).remove(&(org_id.to_string(), idp_id.to_string()));
-        let summary = json!({
-            "idp_id": idp_id,
-            "entity_id": parsed.entity_id,
-            "sso_services": parsed.sso_services.iter().map(|s| json!({"binding": s.binding, "location": s.location})).collect::<Vec<_>>(),
-            "signing_certificates": parsed.signing_keys.iter().map(view::signing_key).collect::<Vec<_>>(),
-        });
+        let summary = IdpView {
+            idp_id: idp_id.to_string(),
+            entity_id: parsed.entity_id.clone(),
+            sso_services: parsed
+                .sso_services
+                .iter()
+                .map(|s| SsoServiceView {
+                    binding: s.binding.clone(),
+                    location: s.location.clone(),
+                })
+                .collect(),
+            signing_certificates: parsed.signing_keys.iter().map(view::signing_key).collect(),
+        };
         Ok((created, summary))
     }
 
@@ -387,7 +518,7 @@ impl Service {
         org_id: &str,
         idp_id: &str,
         settings: JitSettings,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<JitView, ApiError> {
         let org = self.org(org_id)?;
         if !org.idps.contains_key(idp_id) {
             return Err(ApiError::not_found("IdP"));
@@ -415,7 +546,7 @@ impl Service {
         org_id: &str,
         role_id: &str,
         name: &str,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<RoleView, ApiError> {
         check_id("role", role_id)?;
         let org = self.org(org_id)?;
         if crate::events::BUILT_IN_ROLES
@@ -445,7 +576,10 @@ impl Service {
                 name: name.to_string(),
             })],
         )?;
-        Ok(json!({ "role_id": role_id, "name": name }))
+        Ok(RoleView {
+            role_id: role_id.to_string(),
+            name: name.to_string(),
+        })
     }
 
     pub fn issue_token(
@@ -453,7 +587,7 @@ impl Service {
         caller: &Caller,
         org_id: &str,
         scope: TokenScope,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<TokenView, ApiError> {
         self.org(org_id)?;
         let (token_id, token) = tokens::issue(org_id);
         self.append_config(
@@ -465,7 +599,32 @@ impl Service {
                 token_sha256: tokens::hash(&token),
             })],
         )?;
-        Ok(json!({ "token": token, "token_id": token_id, "scope": scope_name(scope) }))
+        Ok(TokenView {
+            token,
+            token_id,
+            scope: scope_name(scope),
+        })
+    }
+
+    /// Revokes a token of the org: from then on it is refused (401) like an unknown one.
+    pub fn revoke_token(
+        &self,
+        caller: &Caller,
+        org_id: &str,
+        token_id: &str,
+    ) -> Result<(), ApiError> {
+        let org = self.org(org_id)?;
+        if !org.tokens.contains_key(token_id) {
+            return Err(ApiError::not_found("token"));
+        }
+        self.append_config(
+            org_id,
+            caller,
+            vec![Event::TokenRevoked(TokenRevoked {
+                token_id: token_id.to_string(),
+            })],
+        )?;
+        Ok(())
     }
 
     // ---- SAML.
@@ -680,7 +839,10 @@ impl Service {
                         outcome: decision.outcome,
                         events: envelopes
                             .iter()
-                            .map(|e| (e.seq, e.event.type_name()))
+                            .map(|e| EventRef {
+                                seq: e.seq,
+                                event_type: e.event.type_name(),
+                            })
                             .collect(),
                         user: view::user(&user),
                     });
@@ -725,7 +887,7 @@ impl Service {
         org_id: &str,
         response: &[u8],
         draft: Option<JitSettings>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<PreviewView, ApiError> {
         let org = self.org(org_id)?;
         let (idp_id, login) = self.validate(&org, response).map_err(|(_, error)| error)?;
         let idp = org.idps.get(&idp_id).ok_or_else(ApiError::internal)?;
@@ -736,30 +898,52 @@ impl Service {
         let user_id = provisioning::identify(draft.as_ref().map_or(idp, |_| idp), &login)?;
         let user = self.store.user(org_id, &user_id)?;
         let preview = provisioning::preview(&org, &idp_id, draft.as_ref(), user.as_ref(), &login)?;
-        Ok(json!({
-            "user_id": preview.decision.user_id,
-            "outcome": preview.decision.outcome.as_str(),
-            "events": preview.decision.events.iter().map(|e| json!({
-                "type": e.type_name(),
-                "data": serde_json::to_value(e).ok().and_then(|v| v.as_object().and_then(|m| m.values().next().cloned())),
-            })).collect::<Vec<_>>(),
-            "diff": preview.diff.iter().map(|d| json!({"field": d.field, "before": d.before, "after": d.after})).collect::<Vec<_>>(),
-        }))
+        Ok(PreviewView {
+            user_id: preview.decision.user_id,
+            outcome: preview.decision.outcome.as_str(),
+            events: preview
+                .decision
+                .events
+                .iter()
+                .map(|e| PreviewEvent {
+                    event_type: e.type_name(),
+                    data: view::event_data(e),
+                })
+                .collect(),
+            diff: preview
+                .diff
+                .iter()
+                .map(|d| DiffView {
+                    field: d.field,
+                    before: d.before.clone(),
+                    after: d.after.clone(),
+                })
+                .collect(),
+        })
     }
 
-    pub fn rejected(&self, org_id: &str, limit: usize) -> Result<Value, ApiError> {
+    pub fn rejected(&self, org_id: &str, limit: usize) -> Result<RejectedPage, ApiError> {
         self.org(org_id)?;
         let rejected = lock(&self.rejected);
-        let records: Vec<Value> = rejected
+        let records = rejected
             .get(org_id)
             .map(|records| {
-                records.iter().rev().take(limit).map(|r| json!({
-                    "code": r.code, "message": r.message, "idp_id": r.idp_id, "name_id": r.name_id,
-                    "at": view::instant(r.at.unix_timestamp_nanos()), "request_id": r.request_id,
-                })).collect()
+                records
+                    .iter()
+                    .rev()
+                    .take(limit)
+                    .map(|r| RejectedView {
+                        code: r.code,
+                        message: r.message.clone(),
+                        idp_id: r.idp_id.clone(),
+                        name_id: r.name_id.clone(),
+                        at: view::instant_text(r.at.unix_timestamp_nanos()),
+                        request_id: r.request_id.clone(),
+                    })
+                    .collect()
             })
             .unwrap_or_default();
-        Ok(json!({ "rejected": records }))
+        Ok(RejectedPage { rejected: records })
     }
 }
 
@@ -771,20 +955,19 @@ pub fn scope_name(scope: TokenScope) -> &'static str {
 }
 
 /// JIT settings as CONTRACT.md shows them.
-pub fn jit_view(settings: &JitSettings) -> Value {
-    let mapping: serde_json::Map<String, Value> = settings
-        .attribute_mapping
-        .iter()
-        .map(|(key, attribute)| (key.clone(), Value::String(attribute.clone())))
-        .collect();
-    json!({
-        "enabled": settings.enabled,
-        "default_role": settings.default_role,
-        "idp_managed_roles": settings.idp_managed_roles,
-        "attribute_mapping": mapping,
-        "acl_attributes": settings.acl_attributes,
-        "required_for_creation": settings.required_for_creation.iter().map(|f| f.mapping_key()).collect::<Vec<_>>(),
-        "user_id_attribute": settings.user_id_attribute,
-        "allow_sha1": settings.allow_sha1,
-    })
+pub fn jit_view(settings: &JitSettings) -> JitView {
+    JitView {
+        enabled: settings.enabled,
+        default_role: settings.default_role.clone(),
+        idp_managed_roles: settings.idp_managed_roles,
+        attribute_mapping: settings.attribute_mapping.iter().cloned().collect(),
+        acl_attributes: settings.acl_attributes,
+        required_for_creation: settings
+            .required_for_creation
+            .iter()
+            .map(|f| f.mapping_key())
+            .collect(),
+        user_id_attribute: settings.user_id_attribute.clone(),
+        allow_sha1: settings.allow_sha1,
+    }
 }

@@ -580,17 +580,27 @@ fn limits_and_malformed_input_get_clear_codes() {
 fn every_documented_route_is_served() {
     let server = Server::start();
     set_up(&server, "acme", IDP);
-    let (_, document) = server.call("GET", "/openapi.json", None, None);
+    let (status, document) = server.call("GET", "/openapi.json", None, None);
+    assert_eq!(status, 200);
+    assert_eq!(document["openapi"], "3.1.0");
     let paths = document["paths"].as_object().unwrap();
-    for (method, path, ..) in jitledger::http::openapi::ROUTES {
-        assert!(
-            paths[*path][*method].is_object(),
-            "{method} {path} documented"
-        );
+    let served: std::collections::BTreeSet<(String, String)> = jitledger::http::served_routes()
+        .into_iter()
+        .map(|(method, path)| (method.as_str().to_ascii_lowercase(), path.to_string()))
+        .collect();
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            documented.insert((method.clone(), path.clone()));
+        }
+    }
+    assert_eq!(served, documented, "the router and /openapi.json differ");
+    for (method, path) in &documented {
         let concrete = path
             .replace("{org}", "acme")
             .replace("{idp}", "okta")
             .replace("{role}", "r")
+            .replace("{token_id}", "t")
             .replace("{user}", "u");
         let answer = send(
             &method.to_uppercase(),
@@ -604,12 +614,44 @@ fn every_documented_route_is_served() {
             !(answer.status == 404 && body["error"]["message"] == "no such route"),
             "{method} {path} is not routed"
         );
+        assert_ne!(answer.status, 405, "{method} {path}");
+        let documented_statuses = paths[path.as_str()][method.as_str()]["responses"]
+            .as_object()
+            .unwrap();
+        assert!(
+            documented_statuses.contains_key(&answer.status.to_string()),
+            "{method} {path} answered {} which it does not document",
+            answer.status
+        );
+        // A path parameter that is not UTF-8 once decoded: refused, and documented.
+        if path.contains('{') {
+            let undecodable = format!("{}%FF", concrete.trim_end_matches('/'));
+            let undecodable = if path.ends_with('}') {
+                undecodable
+            } else {
+                concrete.replacen("/acme/", "/%FF/", 1)
+            };
+            let answer = send(
+                &method.to_uppercase(),
+                &server.url(&undecodable),
+                Some(ADMIN),
+                Some(("application/json", b"{}")),
+            )
+            .unwrap();
+            let body: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+            assert_eq!(
+                (answer.status, body["error"]["code"].as_str()),
+                (400, Some("malformed_request")),
+                "{method} {undecodable}"
+            );
+            assert!(documented_statuses.contains_key("400"), "{method} {path}");
+        }
     }
 }
 
 /// Replaces what changes from run to run (IDs, instants, hashes) so bodies can be golden.
 fn redact(value: &Value) -> Value {
-    const VOLATILE: [&str; 14] = [
+    const VOLATILE: [&str; 16] = [
         "login_id",
         "request_id",
         "created_at",
@@ -622,6 +664,8 @@ fn redact(value: &Value) -> Value {
         "cause",
         "not_after",
         "token",
+        "token_id",
+        "token_sha256",
         "authn_instant",
         "session_index",
     ];
@@ -695,4 +739,387 @@ fn golden_answers_of_the_main_routes_and_refusals() {
     golden!("api_refusal_unauthorized", unauthorized);
     let (_, unknown) = server.call("GET", "/v1/orgs/nope/saml/metadata", None, None);
     golden!("api_refusal_unknown_org", unknown);
+}
+
+/// A golden answer: its status and its body (JSON, or the text when it is not JSON).
+fn answer(status: u16, body: Value) -> Value {
+    json!({ "status": status, "body": body })
+}
+
+#[test]
+fn golden_answers_of_every_route_and_its_main_refusals() {
+    let server = Server::start();
+    let call = |method: &str, path: &str, token: Option<&str>, body: Option<Value>| {
+        let (status, body) = server.call(method, path, token, body);
+        answer(status, body)
+    };
+    let text = |path: &str| {
+        let reply = send("GET", &server.url(path), None, None).unwrap();
+        answer(reply.status, json!(String::from_utf8(reply.body).unwrap()))
+    };
+
+    // Service routes.
+    golden!("api_healthz", call("GET", "/healthz", None, None));
+
+    // Admin: organisations.
+    let org = json!({ "org_id": "acme", "sp_entity_id": SP, "acs_url": ACS });
+    golden!(
+        "api_create_org",
+        call("POST", "/v1/orgs", Some(ADMIN), Some(org.clone()))
+    );
+    golden!(
+        "api_create_org_refusal_conflict",
+        call("POST", "/v1/orgs", Some(ADMIN), Some(org))
+    );
+    golden!(
+        "api_create_org_refusal_malformed",
+        call(
+            "POST",
+            "/v1/orgs",
+            Some(ADMIN),
+            Some(json!({"org_id": "acme"}))
+        )
+    );
+    golden!(
+        "api_create_org_refusal_unauthorized",
+        call("POST", "/v1/orgs", None, Some(json!({})))
+    );
+
+    // Admin: IdP metadata.
+    let signer = fixture_key("rsa2048").unwrap();
+    let metadata = metadata_xml(IDP, "https://idp.example.com/sso", signer.certificate_pem());
+    let (status, replaced) = server.raw(
+        "PUT",
+        "/v1/orgs/acme/idps/okta",
+        Some(ADMIN),
+        "application/xml",
+        metadata.as_bytes(),
+    );
+    assert_eq!(status, 201);
+    let (status, replaced_again) = server.raw(
+        "PUT",
+        "/v1/orgs/acme/idps/okta",
+        Some(ADMIN),
+        "application/xml",
+        metadata.as_bytes(),
+    );
+    assert_eq!(replaced, replaced_again);
+    golden!("api_put_idp_replaced", answer(status, replaced_again));
+    let no_sso = metadata.replace("SingleSignOnService", "ArtifactResolutionService");
+    let (status, refused) = server.raw(
+        "PUT",
+        "/v1/orgs/acme/idps/broken",
+        Some(ADMIN),
+        "application/xml",
+        no_sso.as_bytes(),
+    );
+    golden!(
+        "api_put_idp_refusal_invalid_metadata",
+        answer(status, refused)
+    );
+    let (status, refused) = server.raw(
+        "PUT",
+        "/v1/orgs/nope/idps/okta",
+        Some(ADMIN),
+        "application/xml",
+        metadata.as_bytes(),
+    );
+    golden!("api_put_idp_refusal_unknown_org", answer(status, refused));
+
+    // Admin: JIT settings and roles.
+    let jit = json!({ "enabled": true, "idp_managed_roles": true });
+    golden!(
+        "api_put_jit",
+        call(
+            "PUT",
+            "/v1/orgs/acme/idps/okta/jit",
+            Some(ADMIN),
+            Some(jit.clone())
+        )
+    );
+    golden!(
+        "api_put_jit_refusal_unknown_idp",
+        call("PUT", "/v1/orgs/acme/idps/nope/jit", Some(ADMIN), Some(jit))
+    );
+    golden!(
+        "api_put_jit_refusal_invalid_settings",
+        call(
+            "PUT",
+            "/v1/orgs/acme/idps/okta/jit",
+            Some(ADMIN),
+            Some(json!({ "attribute_mapping": { "USER_SHOE_SIZE": "shoe" } }))
+        )
+    );
+    golden!(
+        "api_put_role",
+        call(
+            "PUT",
+            "/v1/orgs/acme/roles/auditor",
+            Some(ADMIN),
+            Some(json!({"name": "Auditor"}))
+        )
+    );
+    golden!(
+        "api_put_role_refusal_built_in",
+        call(
+            "PUT",
+            "/v1/orgs/acme/roles/admin",
+            Some(ADMIN),
+            Some(json!({"name": "Admin"}))
+        )
+    );
+
+    // Admin: tokens.
+    let (status, read) = server.call(
+        "POST",
+        "/v1/orgs/acme/tokens",
+        Some(ADMIN),
+        Some(json!({"scope": "read"})),
+    );
+    let read_token = read["token"].as_str().unwrap().to_string();
+    let read_id = read["token_id"].as_str().unwrap().to_string();
+    golden!("api_issue_token", answer(status, read.clone()));
+    golden!(
+        "api_issue_token_refusal_malformed",
+        call(
+            "POST",
+            "/v1/orgs/acme/tokens",
+            Some(ADMIN),
+            Some(json!({"scope": "root"}))
+        )
+    );
+    golden!(
+        "api_issue_token_refusal_forbidden",
+        call(
+            "POST",
+            "/v1/orgs/acme/tokens",
+            Some(&read_token),
+            Some(json!({"scope": "admin"}))
+        )
+    );
+
+    // SAML: metadata, SP-initiated start, ACS, webhook, preview.
+    golden!("api_sp_metadata", text("/v1/orgs/acme/saml/metadata"));
+    golden!(
+        "api_start_login_refusal_unknown_idp",
+        call("GET", "/v1/orgs/acme/idps/nope/login", None, None)
+    );
+    let fixed = |assertion: &str, name_id: &str, attributes: &[(&str, &[&str])]| {
+        let mut spec = ResponseSpec::new(IDP, SP, ACS, name_id, OffsetDateTime::now_utc())
+            .ids(&format!("{assertion}-response"), assertion);
+        for (name, values) in attributes {
+            spec = spec.attribute(Attribute::new(name, values.iter().copied()));
+        }
+        spec.signed_xml(&fixture_key("rsa2048").unwrap()).unwrap()
+    };
+    let alice = fixed("_every-1", "alice@example.com", ALICE);
+    let preview = json!({ "saml_response": post_binding_value(&alice) });
+    golden!(
+        "api_preview",
+        call(
+            "POST",
+            "/v1/orgs/acme/logins/preview",
+            Some(ADMIN),
+            Some(preview.clone())
+        )
+    );
+    golden!(
+        "api_preview_refusal_forbidden",
+        call(
+            "POST",
+            "/v1/orgs/acme/logins/preview",
+            Some(&read_token),
+            Some(preview)
+        )
+    );
+    // The preview wrote nothing: the same response then provisions.
+    let (status, login) = server.post_login("acme", &alice);
+    golden!("api_acs_after_preview", answer(status, login));
+    let bob = fixed(
+        "_every-2",
+        "bob@example.com",
+        &[
+            ("emailAddress", &["bob@example.com"]),
+            ("firstName", &["Bob"]),
+            ("lastName", &["Builder"]),
+        ],
+    );
+    let webhook = call(
+        "POST",
+        "/v1/orgs/acme/logins",
+        None,
+        Some(json!({ "saml_response": post_binding_value(&bob) })),
+    );
+    let bob_provisioned_seq = webhook["body"]["events"][0]["seq"].as_u64().unwrap();
+    golden!("api_login_webhook_json", webhook);
+    golden!(
+        "api_login_refusal_malformed",
+        call(
+            "POST",
+            "/v1/orgs/acme/logins",
+            None,
+            Some(json!({ "saml_response": 3 }))
+        )
+    );
+    let forged = fixed("_every-3", "mallory@example.com", ALICE).replace("Alice", "Mallory");
+    let (status, refused) = server.post_login("acme", &forged);
+    golden!("api_login_refusal_digest_mismatch", answer(status, refused));
+    let (status, refused) = server.raw(
+        "POST",
+        "/v1/orgs/acme/logins",
+        None,
+        "application/x-www-form-urlencoded",
+        &vec![b'A'; jitledger::http::SAML_BODY_BYTES_MAX + 1],
+    );
+    golden!("api_login_refusal_too_large", answer(status, refused));
+    let (status, refused) = server.post_login("nope", &bob);
+    golden!("api_login_refusal_unknown_org", answer(status, refused));
+
+    // Queries.
+    golden!(
+        "api_users",
+        call(
+            "GET",
+            "/v1/orgs/acme/users?limit=1",
+            Some(&read_token),
+            None
+        )
+    );
+    golden!(
+        "api_users_by_role",
+        call(
+            "GET",
+            "/v1/orgs/acme/users?role=Agent",
+            Some(&read_token),
+            None
+        )
+    );
+    golden!(
+        "api_users_refusal_malformed",
+        call(
+            "GET",
+            "/v1/orgs/acme/users?limit=many",
+            Some(&read_token),
+            None
+        )
+    );
+    golden!(
+        "api_users_refusal_forbidden",
+        call("GET", "/v1/orgs/other/users", Some(&read_token), None)
+    );
+    let as_of = format!("/v1/orgs/acme/users/bob%40example.com?as_of_seq={bob_provisioned_seq}");
+    golden!(
+        "api_user_as_of_seq",
+        call("GET", &as_of, Some(&read_token), None)
+    );
+    golden!(
+        "api_user_as_of_seq_refusal_not_yet",
+        call(
+            "GET",
+            "/v1/orgs/acme/users/bob%40example.com?as_of_seq=1",
+            Some(&read_token),
+            None
+        )
+    );
+    golden!(
+        "api_user_refusal_not_found",
+        call("GET", "/v1/orgs/acme/users/nobody", Some(&read_token), None)
+    );
+    golden!(
+        "api_user_refusal_malformed_as_of",
+        call(
+            "GET",
+            "/v1/orgs/acme/users/bob%40example.com?as_of=yesterday",
+            Some(&read_token),
+            None
+        )
+    );
+    golden!(
+        "api_history_refusal_not_found",
+        call(
+            "GET",
+            "/v1/orgs/acme/users/nobody/history",
+            Some(&read_token),
+            None
+        )
+    );
+    golden!(
+        "api_acl",
+        call(
+            "GET",
+            "/v1/orgs/acme/acl?on=acct-1&on_type=account",
+            Some(&read_token),
+            None
+        )
+    );
+    golden!(
+        "api_acl_refusal_malformed",
+        call(
+            "GET",
+            "/v1/orgs/acme/acl?on=acct-1&on_type=room",
+            Some(&read_token),
+            None
+        )
+    );
+    golden!(
+        "api_rejected",
+        call(
+            "GET",
+            "/v1/orgs/acme/logins/rejected",
+            Some(&read_token),
+            None
+        )
+    );
+    golden!(
+        "api_events",
+        call("GET", "/v1/events?after=1&limit=3", Some(ADMIN), None)
+    );
+    golden!(
+        "api_events_refusal_forbidden",
+        call("GET", "/v1/events", Some(&read_token), None)
+    );
+    golden!(
+        "api_events_refusal_malformed",
+        call("GET", "/v1/events?limit=100000", Some(ADMIN), None)
+    );
+
+    // Revocation: 204 with no body, then the token is refused; an unknown ID is 404.
+    let revoke = format!("/v1/orgs/acme/tokens/{read_id}");
+    golden!(
+        "api_revoke_token",
+        call("DELETE", &revoke, Some(ADMIN), None)
+    );
+    golden!(
+        "api_revoke_token_refusal_not_found",
+        call("DELETE", &revoke, Some(ADMIN), None)
+    );
+    golden!(
+        "api_revoked_token_refusal_unauthorized",
+        call("GET", "/v1/orgs/acme/users", Some(&read_token), None)
+    );
+
+    // Requests axum itself refuses get the same error body.
+    golden!(
+        "api_refusal_method_not_allowed",
+        call("DELETE", "/v1/orgs", Some(ADMIN), None)
+    );
+    golden!(
+        "api_refusal_no_route",
+        call("GET", "/v2/anything", None, None)
+    );
+    // A 405 still names the methods the route takes.
+    let raw = std::net::TcpStream::connect(&server.address).and_then(|mut stream| {
+        use std::io::Write as _;
+        let request = format!(
+            "DELETE /v1/orgs HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            server.address
+        );
+        stream.write_all(request.as_bytes())?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text)?;
+        Ok(text)
+    });
+    let raw = raw.unwrap().to_ascii_lowercase();
+    assert!(raw.starts_with("http/1.1 405"), "{raw}");
+    assert!(raw.contains("\r\nallow: post\r\n"), "{raw}");
 }
