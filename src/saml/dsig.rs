@@ -19,7 +19,7 @@ use super::c14n::{self, Kind, Method};
 use super::error::SamlError;
 use super::keys::{SignatureAlgorithm, SigningKey};
 use super::limits::REFERENCE_TRANSFORMS_COUNT_MAX;
-use super::xml::{Document, NodeId, is_id_attribute};
+use super::xml::{Document, NodeId};
 
 pub const DSIG_NAMESPACE: &str = "http://www.w3.org/2000/09/xmldsig#";
 const ENVELOPED_SIGNATURE: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
@@ -129,7 +129,7 @@ pub fn verify_enveloped(
         None,
         &mut signed_info,
     );
-    let signature_value = decode_base64(&document.text(parts.signature_value));
+    let signature_value = decode_base64(&document.text_ref(parts.signature_value));
     let key_index = signature_value.and_then(|value| {
         keys.iter()
             .position(|key| key.verify(algorithm, &signed_info, &value))
@@ -164,9 +164,7 @@ fn check_reference(
 ) -> Result<(), SamlError> {
     let reference = single_reference(document, signed_info)?;
     let id = document
-        .element(signed)
-        .and_then(|element| element.attributes.iter().find(|a| is_id_attribute(a)))
-        .map(|attribute| attribute.value.as_str())
+        .id_attribute(signed)
         .filter(|id| !id.is_empty())
         .ok_or_else(|| SamlError::wrapping("signed element has no ID"))?;
     let uri = document.attribute(reference, "URI").unwrap_or("");
@@ -182,7 +180,7 @@ fn check_reference(
         .filter(|algorithm| *algorithm != DigestAlgorithm::Sha1 || policy.allow_sha1)
         .ok_or_else(|| unsupported(digest_uri))?;
     let digest_value_node = child_ds(document, reference, "DigestValue")?;
-    let expected_digest = decode_base64(&document.text(digest_value_node))
+    let expected_digest = decode_base64(&document.text_ref(digest_value_node))
         .ok_or_else(|| SamlError::invalid_signature("DigestValue is not base64"))?;
 
     // A bare-name reference never includes comments (XML-DSig §4.3.3.3), whatever the
@@ -197,11 +195,8 @@ fn check_reference(
     );
     let actual_digest = digest_algorithm.digest(&canonical);
     if !constant_time_equal(&actual_digest, &expected_digest) {
-        let name = document
-            .element(signed)
-            .map_or("element", |e| e.local_name.as_str());
         return Err(SamlError::DigestMismatch {
-            element: name.to_string(),
+            element: document.local_name(signed).to_string(),
         });
     }
     Ok(())
@@ -223,9 +218,7 @@ impl SignatureParts {
             if !known.iter().any(|name| is_ds(document, *child, name)) {
                 // A ds:Object, or anything else, carried inside a SAML signature only ever
                 // hides content from the SP: the place of an Assertion in XSW6 and XSW8.
-                let name = document
-                    .element(*child)
-                    .map_or("", |e| e.local_name.as_str());
+                let name = document.local_name(*child);
                 return Err(SamlError::wrapping(format!("{name} inside a ds:Signature")));
             }
         }

@@ -535,9 +535,7 @@ impl Rules<'_> {
     }
 
     fn name_of(&self, element: NodeId) -> String {
-        self.document
-            .element(element)
-            .map_or_else(String::new, |e| e.local_name.clone())
+        self.document.local_name(element).to_string()
     }
 
     fn single_child(
@@ -617,7 +615,7 @@ impl Rules<'_> {
             let message = document
                 .children_named(status, PROTOCOL_NAMESPACE, "StatusMessage")
                 .next()
-                .map(|node| document.text(node).trim().to_string());
+                .map(|node| document.text_ref(node).trim().to_string());
             return Err(SamlError::StatusNotSuccess {
                 status_codes: codes,
                 message,
@@ -642,7 +640,7 @@ impl Rules<'_> {
             self.document
                 .children_named(response, ASSERTION_NAMESPACE, "Issuer");
         if let Some(issuer) = response_issuers.next() {
-            let found = self.document.text(issuer).trim().to_string();
+            let found = self.document.text_ref(issuer).trim().to_string();
             if &found != expected || response_issuers.next().is_some() {
                 return Err(SamlError::IssuerMismatch {
                     element: "Response",
@@ -691,7 +689,7 @@ impl Rules<'_> {
             return Err(SamlError::EncryptedAssertionUnsupported);
         }
         let node = self.single_child(subject, ASSERTION_NAMESPACE, "NameID")?;
-        let value = document.text(node).trim().to_string();
+        let value = document.text_ref(node).trim().to_string();
         if value.is_empty() {
             return Err(SamlError::malformed("NameID is empty"));
         }
@@ -802,7 +800,7 @@ impl Rules<'_> {
         for restriction in restrictions {
             let audiences: Vec<String> = document
                 .children_named(restriction, ASSERTION_NAMESPACE, "Audience")
-                .map(|audience| document.text(audience).trim().to_string())
+                .map(|audience| document.text_ref(audience).trim().to_string())
                 .collect();
             every_restriction_names_us &= audiences.contains(expected);
             all_found.extend(audiences);
@@ -888,7 +886,7 @@ impl Rules<'_> {
             let nil = document
                 .attribute_ns(node, XSI_NAMESPACE, "nil")
                 .is_some_and(|nil| matches!(nil.trim(), "true" | "1"));
-            let value = document.text(node).trim().to_string();
+            let value = document.text_ref(node).trim().to_string();
             if !nil {
                 values.push(value);
             }
@@ -907,7 +905,7 @@ fn issuer_of(document: &Document, element: NodeId) -> Option<String> {
     document
         .children_named(element, ASSERTION_NAMESPACE, "Issuer")
         .next()
-        .map(|issuer| document.text(issuer).trim().to_string())
+        .map(|issuer| document.text_ref(issuer).trim().to_string())
 }
 
 #[cfg(test)]
