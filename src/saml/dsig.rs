@@ -88,13 +88,60 @@ impl DigestAlgorithm {
     }
 
     pub fn digest(self, data: &[u8]) -> Vec<u8> {
-        let algorithm = match self {
+        digest::digest(self.algorithm(), data).as_ref().to_vec()
+    }
+
+    fn algorithm(self) -> &'static digest::Algorithm {
+        match self {
             Self::Sha1 => &digest::SHA1_FOR_LEGACY_USE_ONLY,
             Self::Sha256 => &digest::SHA256,
             Self::Sha384 => &digest::SHA384,
             Self::Sha512 => &digest::SHA512,
-        };
-        digest::digest(algorithm, data).as_ref().to_vec()
+        }
+    }
+}
+
+/// Canonical bytes fed to a digest through a small buffer, so that the canonical form of
+/// the signed element is never held whole.
+struct DigestOutput {
+    context: digest::Context,
+    buffer: [u8; DigestOutput::BUFFER_BYTES],
+    buffered: usize,
+}
+
+impl DigestOutput {
+    const BUFFER_BYTES: usize = 2048;
+
+    fn new(algorithm: DigestAlgorithm) -> Self {
+        DigestOutput {
+            context: digest::Context::new(algorithm.algorithm()),
+            buffer: [0; Self::BUFFER_BYTES],
+            buffered: 0,
+        }
+    }
+
+    fn flush(&mut self) {
+        self.context.update(&self.buffer[..self.buffered]);
+        self.buffered = 0;
+    }
+
+    fn finish(mut self) -> digest::Digest {
+        self.flush();
+        self.context.finish()
+    }
+}
+
+impl c14n::Output for DigestOutput {
+    fn write(&mut self, bytes: &[u8]) {
+        if self.buffered + bytes.len() > Self::BUFFER_BYTES {
+            self.flush();
+            if bytes.len() > Self::BUFFER_BYTES {
+                self.context.update(bytes);
+                return;
+            }
+        }
+        self.buffer[self.buffered..self.buffered + bytes.len()].copy_from_slice(bytes);
+        self.buffered += bytes.len();
     }
 }
 
@@ -185,16 +232,16 @@ fn check_reference(
 
     // A bare-name reference never includes comments (XML-DSig §4.3.3.3), whatever the
     // canonicalisation method says.
-    let mut canonical = Vec::new();
-    c14n::canonicalize(
+    let mut canonical = DigestOutput::new(digest_algorithm);
+    c14n::canonicalize_to(
         document,
         signed,
         &reference_method,
         Some(signature),
         &mut canonical,
     );
-    let actual_digest = digest_algorithm.digest(&canonical);
-    if !constant_time_equal(&actual_digest, &expected_digest) {
+    let actual_digest = canonical.finish();
+    if !constant_time_equal(actual_digest.as_ref(), &expected_digest) {
         return Err(SamlError::DigestMismatch {
             element: document.local_name(signed).to_string(),
         });
