@@ -434,12 +434,21 @@ fn unsupported(uri: &str) -> SamlError {
 /// Base64 with any XML white space inside (signatures are often wrapped at 64 or 76
 /// columns, sometimes with `&#13;`).
 pub(crate) fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    decode_base64_bytes(text.as_bytes())
+}
+
+/// [`decode_base64`] over bytes. White space is not in the base64 alphabet, so text that
+/// decodes as it is had none: the white space is looked for only when that fails.
+pub(crate) fn decode_base64_bytes(text: &[u8]) -> Option<Vec<u8>> {
     let engine = &base64::engine::general_purpose::STANDARD;
-    if !text.bytes().any(|b| b.is_ascii_whitespace()) {
-        return engine.decode(text).ok();
+    if let Ok(decoded) = engine.decode(text) {
+        return Some(decoded);
+    }
+    if !text.iter().any(|b| b.is_ascii_whitespace()) {
+        return None;
     }
     let mut compact = Vec::with_capacity(text.len());
-    compact.extend(text.bytes().filter(|b| !b.is_ascii_whitespace()));
+    compact.extend(text.iter().filter(|b| !b.is_ascii_whitespace()));
     engine.decode(compact).ok()
 }
 
