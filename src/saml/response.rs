@@ -241,7 +241,8 @@ pub fn validate(
     now: OffsetDateTime,
 ) -> Result<ValidatedLogin, SamlError> {
     let xml = decode_post_binding(base64)?;
-    ParsedResponse::parse(&xml)?.validate(idp, sp, expected, now)
+    let document = Document::parse_owned(xml, &RESPONSE_XML)?;
+    ParsedResponse::from_document(document)?.validate(idp, sp, expected, now)
 }
 
 /// A well-formed document whose root is a `samlp:Response`, not yet trusted in any way.
@@ -252,7 +253,10 @@ pub struct ParsedResponse {
 
 impl ParsedResponse {
     pub fn parse(xml: &[u8]) -> Result<ParsedResponse, SamlError> {
-        let document = Document::parse(xml, &RESPONSE_XML)?;
+        Self::from_document(Document::parse(xml, &RESPONSE_XML)?)
+    }
+
+    fn from_document(document: Document) -> Result<ParsedResponse, SamlError> {
         if !document.is_named(document.root(), PROTOCOL_NAMESPACE, "Response") {
             return Err(SamlError::malformed(
                 "the root element is not samlp:Response",

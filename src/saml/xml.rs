@@ -19,6 +19,7 @@ use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use quick_xml::Reader;
+use quick_xml::events::attributes::AttrError;
 use quick_xml::events::{BytesStart, Event};
 
 use super::limits::XmlLimits;
@@ -239,10 +240,8 @@ fn link(index: u32) -> Option<NodeId> {
 /// A parsed, immutable document.
 #[derive(Debug, Clone)]
 pub struct Document {
-    /// The input after any byte order mark; [`Str::Input`] ranges index it.
-    input: Box<str>,
-    /// Byte order mark length: spans count from the first byte the caller passed.
-    bom_bytes: u32,
+    /// The input as the caller passed it; [`Str::Input`] ranges index it.
+    input: String,
     owned: Vec<String>,
     nodes: Vec<StoredNode>,
     attributes: Vec<StoredAttribute>,
@@ -259,7 +258,6 @@ impl PartialEq for Document {
     /// Equal parses; whether the owned view was built yet does not matter.
     fn eq(&self, other: &Self) -> bool {
         self.input == other.input
-            && self.bom_bytes == other.bom_bytes
             && self.owned == other.owned
             && self.nodes == other.nodes
             && self.attributes == other.attributes
@@ -301,17 +299,26 @@ impl Document {
                 max: limits.document_bytes_max,
             });
         }
-        // The reader never sees the byte order mark, but offsets (spans, errors) count
-        // from the first byte the caller holds, so that a span indexes its input.
-        let bom_bytes = if input.starts_with(UTF8_BOM) {
-            UTF8_BOM.len()
-        } else {
-            0
-        };
-        let body = input.get(bom_bytes..).unwrap_or_default();
-        let body = std::str::from_utf8(body)
-            .map_err(|e| malformed(bom_bytes + e.valid_up_to(), "not UTF-8"))?;
-        Builder::new(limits, body, bom_bytes).run()
+        // A byte order mark is valid UTF-8, so offsets into the whole input are offsets
+        // into the text after it plus its length, as the reader's positions are.
+        let text =
+            std::str::from_utf8(input).map_err(|e| malformed(e.valid_up_to(), "not UTF-8"))?;
+        let parts = Builder::new(limits, text).run()?;
+        Ok(parts.into_document(String::from(text)))
+    }
+
+    /// [`Document::parse`] of an input the document may keep: no copy of it is made.
+    pub fn parse_owned(input: Vec<u8>, limits: &XmlLimits) -> Result<Document, XmlError> {
+        if input.len() > limits.document_bytes_max {
+            return Err(XmlError::LimitExceeded {
+                limit: "document_bytes_max",
+                max: limits.document_bytes_max,
+            });
+        }
+        let text = String::from_utf8(input)
+            .map_err(|e| malformed(e.utf8_error().valid_up_to(), "not UTF-8"))?;
+        let parts = Builder::new(limits, &text).run()?;
+        Ok(parts.into_document(text))
     }
 
     fn str(&self, s: Str) -> &str {
@@ -642,6 +649,32 @@ pub fn is_id_attribute(attribute: &Attribute) -> bool {
     attribute.namespace.is_none() && matches!(attribute.local_name.as_str(), "ID" | "Id" | "id")
 }
 
+/// A parsed document without its input.
+struct Parts {
+    owned: Vec<String>,
+    nodes: Vec<StoredNode>,
+    attributes: Vec<StoredAttribute>,
+    declarations: Vec<StoredDeclaration>,
+    root: NodeId,
+    top_level: Vec<NodeId>,
+}
+
+impl Parts {
+    /// The document over `input`, the text the parts were parsed from.
+    fn into_document(self, input: String) -> Document {
+        Document {
+            input,
+            owned: self.owned,
+            nodes: self.nodes,
+            attributes: self.attributes,
+            declarations: self.declarations,
+            root: self.root,
+            top_level: self.top_level,
+            view: OnceLock::new(),
+        }
+    }
+}
+
 struct OpenElement {
     id: NodeId,
     /// Length of the namespace binding stack before this element's declarations.
@@ -663,9 +696,8 @@ enum PendingText {
 
 struct Builder<'i, 'l> {
     limits: &'l XmlLimits,
-    /// The input after any byte order mark: what the reader reads and [`Str`] ranges index.
+    /// The whole input, byte order mark included: [`Str`] ranges index it.
     input: &'i str,
-    bom_bytes: usize,
     owned: Vec<String>,
     nodes: Vec<StoredNode>,
     attributes: Vec<StoredAttribute>,
@@ -680,15 +712,16 @@ struct Builder<'i, 'l> {
     ids: HashSet<Cow<'i, str>>,
     /// The current start tag's attributes other than declarations: (name, value).
     scratch: Vec<(Str, Str)>,
+    /// The current start tag's raw attribute names, as byte ranges of the tag.
+    names: Vec<(usize, usize)>,
 }
 
 impl<'i, 'l> Builder<'i, 'l> {
-    fn new(limits: &'l XmlLimits, input: &'i str, bom_bytes: usize) -> Self {
+    fn new(limits: &'l XmlLimits, input: &'i str) -> Self {
         // Sized for SAML messages: a node per 24 bytes or so, an attribute per 64.
         Builder {
             limits,
             input,
-            bom_bytes,
             owned: Vec::new(),
             nodes: Vec::with_capacity(input.len() / 24 + 4),
             attributes: Vec::with_capacity(input.len() / 64 + 4),
@@ -701,12 +734,19 @@ impl<'i, 'l> Builder<'i, 'l> {
             element_count: 0,
             ids: HashSet::new(),
             scratch: Vec::with_capacity(16),
+            names: Vec::with_capacity(16),
         }
     }
 
-    fn run(mut self) -> Result<Document, XmlError> {
-        let bom_bytes = self.bom_bytes;
-        let input = self.input;
+    fn run(mut self) -> Result<Parts, XmlError> {
+        // The reader never sees the byte order mark, but offsets (spans, errors) count
+        // from the first byte the caller holds, so that a span indexes its input.
+        let bom_bytes = if self.input.as_bytes().starts_with(UTF8_BOM) {
+            UTF8_BOM.len()
+        } else {
+            0
+        };
+        let input = self.input.get(bom_bytes..).unwrap_or_default();
         // XML 1.0 §2.2: every literal character is a Char (no C0 controls but tab, CR and
         // LF; no surrogates, U+FFFE or U+FFFF). References are checked where resolved.
         if let Some(position) = first_non_char(input.as_bytes()) {
@@ -784,7 +824,7 @@ impl<'i, 'l> Builder<'i, 'l> {
                 }
                 Event::Text(text) => {
                     let raw: &str = &text;
-                    if raw.contains("]]>") {
+                    if contains_cdata_end(raw) {
                         return Err(malformed(offset, "']]>' in text"));
                     }
                     if self.open.is_empty() {
@@ -843,16 +883,13 @@ impl<'i, 'l> Builder<'i, 'l> {
             ));
         }
         let root = self.root.ok_or_else(|| malformed(0, "no root element"))?;
-        Ok(Document {
-            input: Box::from(input),
-            bom_bytes: bom_bytes as u32,
+        Ok(Parts {
             owned: self.owned,
             nodes: self.nodes,
             attributes: self.attributes,
             declarations: self.declarations,
             root,
             top_level: self.top_level,
-            view: OnceLock::new(),
         })
     }
 
@@ -1027,9 +1064,44 @@ impl<'i, 'l> Builder<'i, 'l> {
         let declarations_start = self.declarations.len();
         let mut raw_attributes = std::mem::take(&mut self.scratch);
         raw_attributes.clear();
-        for attribute in start.attributes().with_checks(true) {
+        let mut names = std::mem::take(&mut self.names);
+        names.clear();
+        // Past a few attributes, a set answers "seen before?" (the check stays linear).
+        let mut seen: Option<HashSet<&str>> = None;
+        let tag: &str = start;
+        // quick-xml's own duplicate check allocates per start tag: the same check, by raw
+        // name over every attribute and declaration, with the same error, is done here.
+        for attribute in start.attributes().with_checks(false) {
             let attribute = attribute.map_err(|e| malformed(offset, e.to_string()))?;
             let name: &str = attribute.key.0;
+            // Offsets within the tag, as quick-xml reports them.
+            let position = (name.as_ptr() as usize).wrapping_sub(tag.as_ptr() as usize);
+            let maybe_seen = seen.as_ref().is_none_or(|set| set.contains(name));
+            let previous = names
+                .iter()
+                .filter(|_| maybe_seen)
+                .find(|(start, end)| tag.get(*start..*end) == Some(name));
+            if let Some((previous, _)) = previous {
+                return Err(malformed(
+                    offset,
+                    AttrError::Duplicated(position, *previous).to_string(),
+                ));
+            }
+            names.push((position, position + name.len()));
+            match &mut seen {
+                Some(set) => {
+                    set.insert(name);
+                }
+                None if names.len() > 16 => {
+                    seen = Some(
+                        names
+                            .iter()
+                            .filter_map(|(start, end)| tag.get(*start..*end))
+                            .collect(),
+                    );
+                }
+                None => {}
+            }
             self.check_name(name, offset)?;
             let value = attribute_value(&attribute.value, offset)?;
             self.check_text_length(&value)?;
@@ -1114,6 +1186,7 @@ impl<'i, 'l> Builder<'i, 'l> {
             });
         }
         self.scratch = raw_attributes;
+        self.names = names;
         for index in attributes_start..self.attributes.len() {
             let Some(attribute) = self.attributes.get(index) else {
                 continue;
@@ -1157,19 +1230,25 @@ impl<'i, 'l> Builder<'i, 'l> {
                 max: self.limits.name_bytes_max,
             });
         }
-        // Every byte compared below is ASCII, so a byte test is a character test.
-        let bytes = name.as_bytes();
-        let bad_start = |part: &[u8]| {
-            part.first()
-                .is_none_or(|c| c.is_ascii_digit() || *c == b'-' || *c == b'.')
-        };
-        let bad_byte = |c: &u8| {
-            matches!(
-                c,
-                b' ' | b'\t' | b'\n' | b'\r' | b'<' | b'>' | b'&' | b'"' | b'\'' | b'=' | b'/'
-            )
-        };
-        if bytes.split(|c| *c == b':').any(bad_start) || bytes.iter().any(bad_byte) {
+        // Every byte compared below is ASCII, so a byte test is a character test. One
+        // pass: no part between colons may be empty or start with a digit, '-' or '.',
+        // and no byte may be white space or one of <>&"'=/.
+        let mut at_part_start = true;
+        for byte in name.as_bytes() {
+            let bad = match byte {
+                b':' => at_part_start,
+                b' ' | b'\t' | b'\n' | b'\r' | b'<' | b'>' | b'&' | b'"' | b'\'' | b'=' | b'/' => {
+                    true
+                }
+                b'0'..=b'9' | b'-' | b'.' => at_part_start,
+                _ => false,
+            };
+            if bad {
+                return Err(malformed(offset, format!("invalid name {name:?}")));
+            }
+            at_part_start = *byte == b':';
+        }
+        if at_part_start {
             return Err(malformed(offset, format!("invalid name {name:?}")));
         }
         Ok(())
@@ -1224,10 +1303,13 @@ fn check_declaration(prefix: &str, uri: &str, offset: usize) -> Result<(), XmlEr
 }
 
 fn split_name(name: &str, offset: usize) -> Result<(&str, &str), XmlError> {
-    match name.split_once(':') {
+    // A colon is ASCII: its byte position is a character boundary.
+    let colon = name.as_bytes().iter().position(|byte| *byte == b':');
+    let parts = colon.map(|colon| (name.get(..colon), name.get(colon + 1..)));
+    match parts {
         None => Ok(("", name)),
-        Some((prefix, local))
-            if !prefix.is_empty() && !local.is_empty() && !local.contains(':') =>
+        Some((Some(prefix), Some(local)))
+            if !prefix.is_empty() && !local.is_empty() && !local.as_bytes().contains(&b':') =>
         {
             Ok((prefix, local))
         }
@@ -1285,7 +1367,10 @@ fn resolve_reference(name: &str, offset: usize) -> Result<char, XmlError> {
 /// of 32 bytes without a control byte or 0xEF (almost all of them) are passed over whole.
 fn first_non_char(bytes: &[u8]) -> Option<usize> {
     const BLOCK: usize = 32;
-    let suspicious = |byte: &u8| *byte < 0x20 || *byte == 0xEF;
+    // Bitwise operators, not short-circuiting ones, so that the test vectorises.
+    let suspicious = |byte: &u8| {
+        (*byte < 0x20) & (*byte != b'\t') & (*byte != b'\n') & (*byte != b'\r') | (*byte == 0xEF)
+    };
     let mut start = 0;
     while start < bytes.len() {
         let end = (start + BLOCK).min(bytes.len());
@@ -1311,6 +1396,23 @@ fn first_non_char(bytes: &[u8]) -> Option<usize> {
     None
 }
 
+/// Whether `text` holds `]]>`, which XML 1.0 §2.4 forbids in character data.
+fn contains_cdata_end(text: &str) -> bool {
+    let mut rest = text;
+    // `>` is rare in text, and `str::find` with a character looks for it with memchr.
+    while let Some(position) = rest.find('>') {
+        if rest
+            .as_bytes()
+            .get(..position)
+            .is_some_and(|before| before.ends_with(b"]]"))
+        {
+            return true;
+        }
+        rest = rest.get(position + 1..).unwrap_or("");
+    }
+    false
+}
+
 /// XML 1.0 §2.2 Char.
 fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
@@ -1320,7 +1422,9 @@ fn is_xml_char(c: char) -> bool {
 /// characters become spaces, references are resolved afterwards and kept as they are.
 /// Borrowed when there was nothing to rewrite.
 fn attribute_value(raw: &str, offset: usize) -> Result<Cow<'_, str>, XmlError> {
-    let Some(first) = raw.find(['&', '<', '\r', '\n', '\t']) else {
+    let special = |byte: &u8| matches!(byte, b'&' | b'<' | b'\r' | b'\n' | b'\t');
+    // Every special byte is ASCII, so its position is a character boundary.
+    let Some(first) = raw.as_bytes().iter().position(special) else {
         return Ok(Cow::Borrowed(raw));
     };
     let mut value = String::with_capacity(raw.len());
