@@ -212,8 +212,11 @@ impl<'a, O: Output> Writer<'a, O> {
         }
         let scope_mark = self.scope.len();
         self.declare(id);
+        let mut attributes = std::mem::take(&mut self.attributes);
+        attributes.clear();
+        attributes.extend(document.attributes(id));
         let rendered_mark = self.rendered.len();
-        self.push_namespaces_to_render(id);
+        self.push_namespaces_to_render(id, &attributes);
 
         let qualified_name = document.qualified_name(id);
         self.output.write(b"<");
@@ -231,30 +234,21 @@ impl<'a, O: Output> Writer<'a, O> {
             self.output.write(b"\"");
         }
 
-        let inherits = is_apex && self.method.kind == Kind::Inclusive;
-        let mut attributes = document.attributes(id);
-        if attributes.len() == 1 && !inherits {
-            if let Some(attribute) = attributes.next() {
-                write_attribute(&attribute, self.output);
-            }
-        } else if attributes.len() > 0 || inherits {
-            let mut sorted = std::mem::take(&mut self.attributes);
-            sorted.clear();
-            sorted.extend(attributes);
-            if inherits {
-                inherit_xml_attributes(document, id, &mut sorted);
-            }
+        if is_apex && self.method.kind == Kind::Inclusive {
+            inherit_xml_attributes(document, id, &mut attributes);
+        }
+        if attributes.len() > 1 {
             // C14N §2.2: attributes sorted by namespace URI, then local name; no namespace
             // first.
-            sorted.sort_by(|a, b| {
+            attributes.sort_by(|a, b| {
                 (a.namespace.unwrap_or(""), a.local_name)
                     .cmp(&(b.namespace.unwrap_or(""), b.local_name))
             });
-            for attribute in &sorted {
-                write_attribute(attribute, self.output);
-            }
-            self.attributes = sorted;
         }
+        for attribute in &attributes {
+            write_attribute(attribute, self.output);
+        }
+        self.attributes = attributes;
         self.output.write(b">");
 
         for child in document.children(id) {
@@ -285,7 +279,7 @@ impl<'a, O: Output> Writer<'a, O> {
     /// Pushes onto `rendered` the namespace declarations this element renders, sorted by
     /// prefix (the default namespace, with the empty prefix, first). The element's own
     /// declarations are already in scope.
-    fn push_namespaces_to_render(&mut self, id: NodeId) {
+    fn push_namespaces_to_render(&mut self, id: NodeId, attributes: &[AttributeRef<'a>]) {
         let document = self.document;
         let mut candidates = std::mem::take(&mut self.prefixes);
         candidates.clear();
@@ -299,7 +293,7 @@ impl<'a, O: Output> Writer<'a, O> {
                 // Visibly utilised prefixes (exc-c14n §3): the element's own, and those of
                 // its prefixed attributes.
                 candidates.push(document.prefix(id));
-                for attribute in document.attributes(id) {
+                for attribute in attributes {
                     if !attribute.prefix.is_empty() {
                         candidates.push(attribute.prefix);
                     }
