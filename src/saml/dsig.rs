@@ -168,7 +168,11 @@ pub fn verify_enveloped(
     }
 
     // Step 2: SignedInfo, with the configured keys only.
-    let mut signed_info = Vec::new();
+    // The canonical form is about as long as the source: one allocation, no regrowth.
+    let source_bytes = document
+        .span(parts.signed_info)
+        .map_or(0, |span| span.len());
+    let mut signed_info = Vec::with_capacity(source_bytes + source_bytes / 4);
     c14n::canonicalize(
         document,
         parts.signed_info,
