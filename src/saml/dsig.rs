@@ -480,6 +480,26 @@ mod tests {
     }
 
     #[test]
+    fn digest_output_equals_one_digest_of_the_whole() {
+        use c14n::Output as _;
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        // Pieces of 1 byte to more than the buffer, crossing its end at every offset.
+        let mut output = DigestOutput::new(DigestAlgorithm::Sha256);
+        let mut start = 0;
+        let mut size = 1;
+        while start < data.len() {
+            let end = (start + size).min(data.len());
+            output.write(&data[start..end]);
+            start = end;
+            size = size * 3 % (DigestOutput::BUFFER_BYTES + 700) + 1;
+        }
+        assert_eq!(
+            output.finish().as_ref(),
+            DigestAlgorithm::Sha256.digest(&data).as_slice()
+        );
+    }
+
+    #[test]
     fn base64_tolerates_wrapping() {
         assert_eq!(decode_base64("YW\r\nJj\n"), Some(b"abc".to_vec()));
         assert_eq!(decode_base64("Y%"), None);

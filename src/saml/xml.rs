@@ -1624,6 +1624,79 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_attributes_are_refused_by_raw_name_as_quick_xml_did() {
+        // What quick-xml's own check (`with_checks(true)`) says about the first start tag.
+        let quick_xml_says = |input: &str| {
+            let mut reader = Reader::from_str(input);
+            let Ok(Event::Empty(start)) = reader.read_event() else {
+                panic!("one empty element expected");
+            };
+            let error = start
+                .attributes()
+                .with_checks(true)
+                .find_map(Result::err)
+                .expect("a duplicate");
+            Err(XmlError::Malformed {
+                offset: 0,
+                reason: error.to_string(),
+            })
+        };
+        let many: String = (0..40).map(|i| format!(" a{i}=\"{i}\"")).collect();
+        for input in [
+            "<a x=\"1\" x=\"2\"/>".to_string(),
+            "<a xmlns:p=\"urn:p\" y=\"1\" xmlns:p=\"urn:q\"/>".to_string(),
+            "<a xmlns=\"urn:p\" xmlns=\"urn:p\"/>".to_string(),
+            // Past 16 attributes the check goes through a set; the answer is the same.
+            format!("<a{many} a7=\"again\"/>"),
+            format!("<a{many} a39=\"again\"/>"),
+        ] {
+            assert_eq!(parse(&input), quick_xml_says(&input), "{input}");
+        }
+        // Same local name and namespace through two prefixes: refused after resolution.
+        assert!(matches!(
+            parse("<a xmlns:p=\"urn:x\" xmlns:q=\"urn:x\" p:b=\"1\" q:b=\"2\"/>"),
+            Err(XmlError::Malformed { .. })
+        ));
+        assert!(parse(&format!("<a{many}/>")).is_ok());
+    }
+
+    #[test]
+    fn parse_owned_equals_parse_and_values_borrow_only_when_unchanged() {
+        for input in [
+            "<r a=\"plain\" b=\"x&amp;y\" c=\"t\tu\">one<!--c-->two</r>",
+            "\u{feff}<r><a/>text &#65;<![CDATA[c]]></r>",
+        ] {
+            let borrowed = parse(input).unwrap();
+            let owned = Document::parse_owned(input.as_bytes().to_vec(), &RESPONSE_XML).unwrap();
+            assert_eq!(borrowed, owned);
+        }
+        let document = parse("<r a=\"plain\" b=\"x&amp;y\" c=\"t\tu\">one<!--c-->two</r>").unwrap();
+        let root = document.root();
+        assert_eq!(document.attribute(root, "a"), Some("plain"));
+        assert_eq!(document.attribute(root, "b"), Some("x&y"));
+        assert_eq!(document.attribute(root, "c"), Some("t u"));
+        assert!(matches!(document.text_ref(root), Cow::Owned(text) if text == "onetwo"));
+        let single = parse("<r>only</r>").unwrap();
+        assert!(matches!(
+            single.text_ref(single.root()),
+            Cow::Borrowed("only")
+        ));
+        // The owned view agrees with the borrowed accessors.
+        let element = document.element(root).unwrap();
+        let borrowed: Vec<_> = document.attributes(root).map(|a| a.value).collect();
+        let viewed: Vec<_> = element
+            .attributes
+            .iter()
+            .map(|a| a.value.as_str())
+            .collect();
+        assert_eq!(borrowed, viewed);
+        assert_eq!(
+            element.children,
+            document.children(root).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
     fn cdata_end_in_text_and_bad_name_starts_are_refused() {
         assert!(matches!(
             parse("<a>x]]>y</a>"),
