@@ -8,7 +8,7 @@
 //!
 //! Specs: <https://www.w3.org/TR/xml-exc-c14n/> and <https://www.w3.org/TR/xml-c14n/>.
 
-use super::xml::{Attribute, Document, Element, NodeId, NodeKind, XML_NAMESPACE};
+use super::xml::{AttributeRef, Content, Document, NodeId, XML_NAMESPACE};
 
 /// Algorithm URIs.
 pub const EXCLUSIVE: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
@@ -70,6 +70,17 @@ impl Method {
     }
 }
 
+/// Where canonical bytes go: a `Vec`, or anything that consumes them in pieces (a digest).
+pub trait Output {
+    fn write(&mut self, bytes: &[u8]);
+}
+
+impl Output for Vec<u8> {
+    fn write(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
 /// Canonicalises `apex` and its descendants, leaving out `excluded` and its descendants.
 pub fn canonicalize(
     document: &Document,
@@ -77,6 +88,17 @@ pub fn canonicalize(
     method: &Method,
     excluded: Option<NodeId>,
     output: &mut Vec<u8>,
+) {
+    canonicalize_to(document, apex, method, excluded, output);
+}
+
+/// [`canonicalize`] into any [`Output`].
+pub fn canonicalize_to<O: Output>(
+    document: &Document,
+    apex: NodeId,
+    method: &Method,
+    excluded: Option<NodeId>,
+    output: &mut O,
 ) {
     let mut writer = Writer::new(document, method, excluded, output);
     // Namespaces rendered by output ancestors: none yet, the default namespace empty.
@@ -96,9 +118,9 @@ pub fn canonicalize_document(document: &Document, method: &Method, output: &mut 
             continue;
         }
         let mut rendered = Vec::new();
-        match &document.node(*node).kind {
-            NodeKind::Comment(text) if method.with_comments => write_comment(text, &mut rendered),
-            NodeKind::ProcessingInstruction { target, data } => {
+        match document.content(*node) {
+            Content::Comment(text) if method.with_comments => write_comment(text, &mut rendered),
+            Content::ProcessingInstruction { target, data } => {
                 write_pi(target, data, &mut rendered)
             }
             _ => continue,
@@ -113,33 +135,38 @@ pub fn canonicalize_document(document: &Document, method: &Method, output: &mut 
     }
 }
 
-struct Writer<'a> {
+struct Writer<'a, O> {
     document: &'a Document,
     method: &'a Method,
     excluded: Option<NodeId>,
-    output: &'a mut Vec<u8>,
+    output: &'a mut O,
     /// Namespace bindings in scope, outermost first: (prefix, uri), an empty uri undeclaring
     /// the default namespace. Pushed per element and truncated after it, so nothing is
     /// copied per element.
     scope: Vec<(&'a str, &'a str)>,
     /// Namespace declarations rendered by output ancestors, innermost last.
     rendered: Vec<(&'a str, &'a str)>,
+    /// Scratch space reused by every element: candidate prefixes, and attributes to sort.
+    prefixes: Vec<&'a str>,
+    attributes: Vec<AttributeRef<'a>>,
 }
 
-impl<'a> Writer<'a> {
+impl<'a, O: Output> Writer<'a, O> {
     fn new(
         document: &'a Document,
         method: &'a Method,
         excluded: Option<NodeId>,
-        output: &'a mut Vec<u8>,
+        output: &'a mut O,
     ) -> Self {
         Writer {
             document,
             method,
             excluded,
             output,
-            scope: Vec::new(),
-            rendered: Vec::new(),
+            scope: Vec::with_capacity(16),
+            rendered: Vec::with_capacity(16),
+            prefixes: Vec::with_capacity(8),
+            attributes: Vec::with_capacity(8),
         }
     }
 
@@ -157,12 +184,7 @@ impl<'a> Writer<'a> {
     }
 
     fn declare(&mut self, id: NodeId) {
-        if let Some(element) = self.document.element(id) {
-            for declaration in &element.namespace_declarations {
-                self.scope
-                    .push((declaration.prefix.as_str(), declaration.uri.as_str()));
-            }
-        }
+        self.scope.extend(self.document.namespace_declarations(id));
     }
 
     /// The namespace URI bound to `prefix` now ("" when none).
@@ -185,91 +207,95 @@ impl<'a> Writer<'a> {
 
     fn element(&mut self, id: NodeId, is_apex: bool) {
         let document = self.document;
-        let Some(element) = document.element(id) else {
+        if !document.is_element(id) {
             return;
-        };
+        }
         let scope_mark = self.scope.len();
         self.declare(id);
-        let declarations = self.namespaces_to_render(element);
+        let mut attributes = std::mem::take(&mut self.attributes);
+        attributes.clear();
+        attributes.extend(document.attributes(id));
         let rendered_mark = self.rendered.len();
+        self.push_namespaces_to_render(id, &attributes);
 
-        self.output.push(b'<');
-        write_qualified_name(&element.prefix, &element.local_name, self.output);
-        for (prefix, uri) in &declarations {
+        let qualified_name = document.qualified_name(id);
+        self.output.write(b"<");
+        self.output.write(qualified_name.as_bytes());
+        for index in rendered_mark..self.rendered.len() {
+            let (prefix, uri) = self.rendered[index];
             if prefix.is_empty() {
-                self.output.extend_from_slice(b" xmlns=\"");
+                self.output.write(b" xmlns=\"");
             } else {
-                self.output.extend_from_slice(b" xmlns:");
-                self.output.extend_from_slice(prefix.as_bytes());
-                self.output.extend_from_slice(b"=\"");
+                self.output.write(b" xmlns:");
+                self.output.write(prefix.as_bytes());
+                self.output.write(b"=\"");
             }
             escape_attribute(uri, self.output);
-            self.output.push(b'"');
+            self.output.write(b"\"");
         }
-        self.rendered.extend(declarations);
 
-        if element.attributes.len() == 1 && !(is_apex && self.method.kind == Kind::Inclusive) {
-            write_attribute(&element.attributes[0], self.output);
-        } else if !element.attributes.is_empty() || is_apex {
-            let mut attributes: Vec<&Attribute> = element.attributes.iter().collect();
-            if is_apex && self.method.kind == Kind::Inclusive {
-                inherit_xml_attributes(document, id, &mut attributes);
-            }
+        if is_apex && self.method.kind == Kind::Inclusive {
+            inherit_xml_attributes(document, id, &mut attributes);
+        }
+        if attributes.len() > 1 {
             // C14N §2.2: attributes sorted by namespace URI, then local name; no namespace
             // first.
             attributes.sort_by(|a, b| {
-                (a.namespace.as_deref().unwrap_or(""), a.local_name.as_str())
-                    .cmp(&(b.namespace.as_deref().unwrap_or(""), b.local_name.as_str()))
+                (a.namespace.unwrap_or(""), a.local_name)
+                    .cmp(&(b.namespace.unwrap_or(""), b.local_name))
             });
-            for attribute in attributes {
-                write_attribute(attribute, self.output);
-            }
         }
-        self.output.push(b'>');
+        for attribute in &attributes {
+            write_attribute(attribute, self.output);
+        }
+        self.attributes = attributes;
+        self.output.write(b">");
 
-        for child in &element.children {
-            if Some(*child) == self.excluded {
+        for child in document.children(id) {
+            if Some(child) == self.excluded {
                 continue;
             }
-            match &document.node(*child).kind {
-                NodeKind::Element(_) => self.element(*child, false),
-                NodeKind::Text(text) => escape_text(text, self.output),
-                NodeKind::Comment(text) => {
+            match document.content(child) {
+                Content::Element => self.element(child, false),
+                Content::Text(text) => escape_text(text, self.output),
+                Content::Comment(text) => {
                     if self.method.with_comments {
                         write_comment(text, self.output);
                     }
                 }
-                NodeKind::ProcessingInstruction { target, data } => {
+                Content::ProcessingInstruction { target, data } => {
                     write_pi(target, data, self.output)
                 }
             }
         }
 
-        self.output.extend_from_slice(b"</");
-        write_qualified_name(&element.prefix, &element.local_name, self.output);
-        self.output.push(b'>');
+        self.output.write(b"</");
+        self.output.write(qualified_name.as_bytes());
+        self.output.write(b">");
         self.rendered.truncate(rendered_mark);
         self.scope.truncate(scope_mark);
     }
 
-    /// The namespace declarations this element renders, sorted by prefix (the default
-    /// namespace, with the empty prefix, first). The element's own declarations are
-    /// already in scope.
-    fn namespaces_to_render(&self, element: &'a Element) -> Vec<(&'a str, &'a str)> {
-        let mut candidates: Vec<&'a str> = match &self.method.kind {
+    /// Pushes onto `rendered` the namespace declarations this element renders, sorted by
+    /// prefix (the default namespace, with the empty prefix, first). The element's own
+    /// declarations are already in scope.
+    fn push_namespaces_to_render(&mut self, id: NodeId, attributes: &[AttributeRef<'a>]) {
+        let document = self.document;
+        let mut candidates = std::mem::take(&mut self.prefixes);
+        candidates.clear();
+        match &self.method.kind {
             Kind::Inclusive => {
                 // Every prefix in scope, and the empty default namespace (for xmlns="").
-                let mut all: Vec<&'a str> = self.scope.iter().map(|(prefix, _)| *prefix).collect();
-                all.push("");
-                all
+                candidates.extend(self.scope.iter().map(|(prefix, _)| *prefix));
+                candidates.push("");
             }
             Kind::Exclusive { inclusive_prefixes } => {
                 // Visibly utilised prefixes (exc-c14n §3): the element's own, and those of
                 // its prefixed attributes.
-                let mut used = vec![element.prefix.as_str()];
-                for attribute in &element.attributes {
+                candidates.push(document.prefix(id));
+                for attribute in attributes {
                     if !attribute.prefix.is_empty() {
-                        used.push(attribute.prefix.as_str());
+                        candidates.push(attribute.prefix);
                     }
                 }
                 for prefix in inclusive_prefixes {
@@ -284,34 +310,37 @@ impl<'a> Writer<'a> {
                         if let Some((bound, _)) =
                             self.scope.iter().rev().find(|(bound, _)| *bound == prefix)
                         {
-                            used.push(bound);
+                            candidates.push(bound);
                         } else {
-                            used.push("");
+                            candidates.push("");
                         }
                     }
                 }
-                used
             }
-        };
+        }
         candidates.sort_unstable();
         candidates.dedup();
-        candidates
-            .into_iter()
-            .filter(|prefix| *prefix != "xml")
-            .filter_map(|prefix| {
-                let uri = self.uri_of(prefix);
-                (uri != self.rendered_uri(prefix)).then_some((prefix, uri))
-            })
-            .collect()
+        for prefix in &candidates {
+            if *prefix == "xml" {
+                continue;
+            }
+            // Each prefix appears once, so this element's own entries never shadow the
+            // ancestors' for a later prefix.
+            let uri = self.uri_of(prefix);
+            if uri != self.rendered_uri(prefix) {
+                self.rendered.push((prefix, uri));
+            }
+        }
+        self.prefixes = candidates;
     }
 }
 
-fn write_attribute(attribute: &Attribute, output: &mut Vec<u8>) {
-    output.push(b' ');
-    write_qualified_name(&attribute.prefix, &attribute.local_name, output);
-    output.extend_from_slice(b"=\"");
-    escape_attribute(&attribute.value, output);
-    output.push(b'"');
+fn write_attribute(attribute: &AttributeRef<'_>, output: &mut impl Output) {
+    output.write(b" ");
+    output.write(attribute.qualified_name.as_bytes());
+    output.write(b"=\"");
+    escape_attribute(attribute.value, output);
+    output.write(b"\"");
 }
 
 /// Inclusive C14N §2.4: the apex of a document subset inherits the `xml:*` attributes of
@@ -319,51 +348,41 @@ fn write_attribute(attribute: &Attribute, output: &mut Vec<u8>) {
 fn inherit_xml_attributes<'d>(
     document: &'d Document,
     apex: NodeId,
-    attributes: &mut Vec<&'d Attribute>,
+    attributes: &mut Vec<AttributeRef<'d>>,
 ) {
     let mut ancestor = document.parent(apex);
     while let Some(id) = ancestor {
-        if let Some(element) = document.element(id) {
-            for attribute in &element.attributes {
-                let is_xml = attribute.namespace.as_deref() == Some(XML_NAMESPACE);
-                let present = attributes.iter().any(|a| {
-                    a.namespace == attribute.namespace && a.local_name == attribute.local_name
-                });
-                if is_xml && !present {
-                    attributes.push(attribute);
-                }
+        for attribute in document.attributes(id) {
+            let is_xml = attribute.namespace == Some(XML_NAMESPACE);
+            let present = attributes.iter().any(|a| {
+                a.namespace == attribute.namespace && a.local_name == attribute.local_name
+            });
+            if is_xml && !present {
+                attributes.push(attribute);
             }
         }
         ancestor = document.parent(id);
     }
 }
 
-fn write_qualified_name(prefix: &str, local_name: &str, output: &mut Vec<u8>) {
-    if !prefix.is_empty() {
-        output.extend_from_slice(prefix.as_bytes());
-        output.push(b':');
-    }
-    output.extend_from_slice(local_name.as_bytes());
+fn write_comment(text: &str, output: &mut impl Output) {
+    output.write(b"<!--");
+    output.write(text.as_bytes());
+    output.write(b"-->");
 }
 
-fn write_comment(text: &str, output: &mut Vec<u8>) {
-    output.extend_from_slice(b"<!--");
-    output.extend_from_slice(text.as_bytes());
-    output.extend_from_slice(b"-->");
-}
-
-fn write_pi(target: &str, data: &str, output: &mut Vec<u8>) {
-    output.extend_from_slice(b"<?");
-    output.extend_from_slice(target.as_bytes());
+fn write_pi(target: &str, data: &str, output: &mut impl Output) {
+    output.write(b"<?");
+    output.write(target.as_bytes());
     if !data.is_empty() {
-        output.push(b' ');
-        output.extend_from_slice(data.as_bytes());
+        output.write(b" ");
+        output.write(data.as_bytes());
     }
-    output.extend_from_slice(b"?>");
+    output.write(b"?>");
 }
 
 /// C14N §2.3 text nodes: `&`, `<`, `>` and CR escaped.
-fn escape_text(text: &str, output: &mut Vec<u8>) {
+fn escape_text(text: &str, output: &mut impl Output) {
     escape(text, output, |byte| match byte {
         b'&' => Some(b"&amp;"),
         b'<' => Some(b"&lt;"),
@@ -374,7 +393,7 @@ fn escape_text(text: &str, output: &mut Vec<u8>) {
 }
 
 /// C14N §2.3 attribute values: `&`, `<`, `"`, TAB, LF and CR escaped.
-fn escape_attribute(value: &str, output: &mut Vec<u8>) {
+fn escape_attribute(value: &str, output: &mut impl Output) {
     escape(value, output, |byte| match byte {
         b'&' => Some(b"&amp;"),
         b'<' => Some(b"&lt;"),
@@ -388,17 +407,17 @@ fn escape_attribute(value: &str, output: &mut Vec<u8>) {
 
 /// Copies `text`, replacing the bytes `replacement` names; the runs between them are copied
 /// whole. Every replaced byte is ASCII, so runs never split a UTF-8 sequence.
-fn escape(text: &str, output: &mut Vec<u8>, replacement: impl Fn(u8) -> Option<&'static [u8]>) {
+fn escape(text: &str, output: &mut impl Output, replacement: impl Fn(u8) -> Option<&'static [u8]>) {
     let bytes = text.as_bytes();
     let mut start = 0;
     for (index, byte) in bytes.iter().enumerate() {
         if let Some(escaped) = replacement(*byte) {
-            output.extend_from_slice(&bytes[start..index]);
-            output.extend_from_slice(escaped);
+            output.write(&bytes[start..index]);
+            output.write(escaped);
             start = index + 1;
         }
     }
-    output.extend_from_slice(&bytes[start..]);
+    output.write(&bytes[start..]);
 }
 
 #[cfg(test)]
@@ -412,11 +431,7 @@ mod tests {
     fn element_named(document: &Document, local_name: &str) -> NodeId {
         document
             .elements()
-            .find(|id| {
-                document
-                    .element(*id)
-                    .is_some_and(|e| e.local_name == local_name)
-            })
+            .find(|id| document.local_name(*id) == local_name)
             .unwrap()
     }
 

@@ -19,7 +19,7 @@ use super::c14n::{self, Kind, Method};
 use super::error::SamlError;
 use super::keys::{SignatureAlgorithm, SigningKey};
 use super::limits::REFERENCE_TRANSFORMS_COUNT_MAX;
-use super::xml::{Document, NodeId, is_id_attribute};
+use super::xml::{Document, NodeId};
 
 pub const DSIG_NAMESPACE: &str = "http://www.w3.org/2000/09/xmldsig#";
 const ENVELOPED_SIGNATURE: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
@@ -88,13 +88,60 @@ impl DigestAlgorithm {
     }
 
     pub fn digest(self, data: &[u8]) -> Vec<u8> {
-        let algorithm = match self {
+        digest::digest(self.algorithm(), data).as_ref().to_vec()
+    }
+
+    fn algorithm(self) -> &'static digest::Algorithm {
+        match self {
             Self::Sha1 => &digest::SHA1_FOR_LEGACY_USE_ONLY,
             Self::Sha256 => &digest::SHA256,
             Self::Sha384 => &digest::SHA384,
             Self::Sha512 => &digest::SHA512,
-        };
-        digest::digest(algorithm, data).as_ref().to_vec()
+        }
+    }
+}
+
+/// Canonical bytes fed to a digest through a small buffer, so that the canonical form of
+/// the signed element is never held whole.
+struct DigestOutput {
+    context: digest::Context,
+    buffer: [u8; DigestOutput::BUFFER_BYTES],
+    buffered: usize,
+}
+
+impl DigestOutput {
+    const BUFFER_BYTES: usize = 2048;
+
+    fn new(algorithm: DigestAlgorithm) -> Self {
+        DigestOutput {
+            context: digest::Context::new(algorithm.algorithm()),
+            buffer: [0; Self::BUFFER_BYTES],
+            buffered: 0,
+        }
+    }
+
+    fn flush(&mut self) {
+        self.context.update(&self.buffer[..self.buffered]);
+        self.buffered = 0;
+    }
+
+    fn finish(mut self) -> digest::Digest {
+        self.flush();
+        self.context.finish()
+    }
+}
+
+impl c14n::Output for DigestOutput {
+    fn write(&mut self, bytes: &[u8]) {
+        if self.buffered + bytes.len() > Self::BUFFER_BYTES {
+            self.flush();
+            if bytes.len() > Self::BUFFER_BYTES {
+                self.context.update(bytes);
+                return;
+            }
+        }
+        self.buffer[self.buffered..self.buffered + bytes.len()].copy_from_slice(bytes);
+        self.buffered += bytes.len();
     }
 }
 
@@ -121,7 +168,11 @@ pub fn verify_enveloped(
     }
 
     // Step 2: SignedInfo, with the configured keys only.
-    let mut signed_info = Vec::new();
+    // The canonical form is about as long as the source: one allocation, no regrowth.
+    let source_bytes = document
+        .span(parts.signed_info)
+        .map_or(0, |span| span.len());
+    let mut signed_info = Vec::with_capacity(source_bytes + source_bytes / 4);
     c14n::canonicalize(
         document,
         parts.signed_info,
@@ -129,7 +180,7 @@ pub fn verify_enveloped(
         None,
         &mut signed_info,
     );
-    let signature_value = decode_base64(&document.text(parts.signature_value));
+    let signature_value = decode_base64(&document.text_ref(parts.signature_value));
     let key_index = signature_value.and_then(|value| {
         keys.iter()
             .position(|key| key.verify(algorithm, &signed_info, &value))
@@ -164,9 +215,7 @@ fn check_reference(
 ) -> Result<(), SamlError> {
     let reference = single_reference(document, signed_info)?;
     let id = document
-        .element(signed)
-        .and_then(|element| element.attributes.iter().find(|a| is_id_attribute(a)))
-        .map(|attribute| attribute.value.as_str())
+        .id_attribute(signed)
         .filter(|id| !id.is_empty())
         .ok_or_else(|| SamlError::wrapping("signed element has no ID"))?;
     let uri = document.attribute(reference, "URI").unwrap_or("");
@@ -182,26 +231,23 @@ fn check_reference(
         .filter(|algorithm| *algorithm != DigestAlgorithm::Sha1 || policy.allow_sha1)
         .ok_or_else(|| unsupported(digest_uri))?;
     let digest_value_node = child_ds(document, reference, "DigestValue")?;
-    let expected_digest = decode_base64(&document.text(digest_value_node))
+    let expected_digest = decode_base64(&document.text_ref(digest_value_node))
         .ok_or_else(|| SamlError::invalid_signature("DigestValue is not base64"))?;
 
     // A bare-name reference never includes comments (XML-DSig §4.3.3.3), whatever the
     // canonicalisation method says.
-    let mut canonical = Vec::new();
-    c14n::canonicalize(
+    let mut canonical = DigestOutput::new(digest_algorithm);
+    c14n::canonicalize_to(
         document,
         signed,
         &reference_method,
         Some(signature),
         &mut canonical,
     );
-    let actual_digest = digest_algorithm.digest(&canonical);
-    if !constant_time_equal(&actual_digest, &expected_digest) {
-        let name = document
-            .element(signed)
-            .map_or("element", |e| e.local_name.as_str());
+    let actual_digest = canonical.finish();
+    if !constant_time_equal(actual_digest.as_ref(), &expected_digest) {
         return Err(SamlError::DigestMismatch {
-            element: name.to_string(),
+            element: document.local_name(signed).to_string(),
         });
     }
     Ok(())
@@ -223,9 +269,7 @@ impl SignatureParts {
             if !known.iter().any(|name| is_ds(document, *child, name)) {
                 // A ds:Object, or anything else, carried inside a SAML signature only ever
                 // hides content from the SP: the place of an Assertion in XSW6 and XSW8.
-                let name = document
-                    .element(*child)
-                    .map_or("", |e| e.local_name.as_str());
+                let name = document.local_name(*child);
                 return Err(SamlError::wrapping(format!("{name} inside a ds:Signature")));
             }
         }
@@ -394,12 +438,21 @@ fn unsupported(uri: &str) -> SamlError {
 /// Base64 with any XML white space inside (signatures are often wrapped at 64 or 76
 /// columns, sometimes with `&#13;`).
 pub(crate) fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    decode_base64_bytes(text.as_bytes())
+}
+
+/// [`decode_base64`] over bytes. White space is not in the base64 alphabet, so text that
+/// decodes as it is had none: the white space is looked for only when that fails.
+pub(crate) fn decode_base64_bytes(text: &[u8]) -> Option<Vec<u8>> {
     let engine = &base64::engine::general_purpose::STANDARD;
-    if !text.bytes().any(|b| b.is_ascii_whitespace()) {
-        return engine.decode(text).ok();
+    if let Ok(decoded) = engine.decode(text) {
+        return Some(decoded);
+    }
+    if !text.iter().any(|b| b.is_ascii_whitespace()) {
+        return None;
     }
     let mut compact = Vec::with_capacity(text.len());
-    compact.extend(text.bytes().filter(|b| !b.is_ascii_whitespace()));
+    compact.extend(text.iter().filter(|b| !b.is_ascii_whitespace()));
     engine.decode(compact).ok()
 }
 
@@ -424,6 +477,26 @@ mod tests {
         assert!(constant_time_equal(b"abc", b"abc"));
         assert!(!constant_time_equal(b"abc", b"abd"));
         assert!(!constant_time_equal(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn digest_output_equals_one_digest_of_the_whole() {
+        use c14n::Output as _;
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        // Pieces of 1 byte to more than the buffer, crossing its end at every offset.
+        let mut output = DigestOutput::new(DigestAlgorithm::Sha256);
+        let mut start = 0;
+        let mut size = 1;
+        while start < data.len() {
+            let end = (start + size).min(data.len());
+            output.write(&data[start..end]);
+            start = end;
+            size = size * 3 % (DigestOutput::BUFFER_BYTES + 700) + 1;
+        }
+        assert_eq!(
+            output.finish().as_ref(),
+            DigestAlgorithm::Sha256.digest(&data).as_slice()
+        );
     }
 
     #[test]

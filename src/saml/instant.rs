@@ -1,6 +1,8 @@
 //! xs:dateTime values as SAML uses them (SAML Core §1.3.3: UTC, `Z` suffix, optional
 //! fractional seconds).
 
+use std::borrow::Cow;
+
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -8,18 +10,21 @@ use time::format_description::well_known::Rfc3339;
 /// nine fractional digits are cut to nine (nanoseconds), which no bound can depend on.
 pub fn parse(text: &str) -> Option<OffsetDateTime> {
     let text = text.trim();
-    let (date_time, zone) = match text.find(['Z', 'z']) {
-        Some(position) => (&text[..position], &text[position..]),
+    // `zone_in_text`: the zone is the end of `text`, so `date_time` and `zone` joined are
+    // `text` itself and need no copy.
+    let (date_time, zone, zone_in_text) = match text.find(['Z', 'z']) {
+        Some(position) => (&text[..position], &text[position..], true),
         None => match text.rfind(['+', '-']).filter(|position| *position > 10) {
-            Some(position) => (&text[..position], &text[position..]),
-            None => (text, "Z"),
+            Some(position) => (&text[..position], &text[position..], true),
+            None => (text, "Z", false),
         },
     };
     let normalised = match date_time.split_once('.') {
         Some((whole, fraction)) if fraction.len() > 9 => {
-            format!("{whole}.{}{zone}", &fraction[..9])
+            Cow::Owned(format!("{whole}.{}{zone}", &fraction[..9]))
         }
-        _ => format!("{date_time}{zone}"),
+        _ if zone_in_text => Cow::Borrowed(text),
+        _ => Cow::Owned(format!("{date_time}{zone}")),
     };
     OffsetDateTime::parse(&normalised, &Rfc3339).ok()
 }

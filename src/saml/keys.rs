@@ -181,12 +181,16 @@ impl SigningKey {
 
     /// Upper-case hex pairs joined by colons, as `openssl x509 -fingerprint -sha256` prints.
     pub fn fingerprint_hex(&self) -> String {
-        let pairs: Vec<String> = self
-            .sha256_fingerprint
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect();
-        pairs.join(":")
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        let mut hex = String::with_capacity(self.sha256_fingerprint.len() * 3);
+        for (index, byte) in self.sha256_fingerprint.iter().enumerate() {
+            if index > 0 {
+                hex.push(':');
+            }
+            hex.push(char::from(HEX[usize::from(byte >> 4)]));
+            hex.push(char::from(HEX[usize::from(byte & 0x0F)]));
+        }
+        hex
     }
 
     pub fn not_before_unix(&self) -> i64 {

@@ -225,10 +225,8 @@ pub fn decode_post_binding(base64: &[u8]) -> Result<Vec<u8>, SamlError> {
             max: RESPONSE_BASE64_BYTES_MAX,
         });
     }
-    let text = std::str::from_utf8(base64).map_err(|_| SamlError::MalformedRequest {
-        reason: "SAMLResponse is not base64".into(),
-    })?;
-    dsig::decode_base64(text).ok_or_else(|| SamlError::MalformedRequest {
+    // Bytes outside ASCII are outside the base64 alphabet too: no UTF-8 check is needed.
+    dsig::decode_base64_bytes(base64).ok_or_else(|| SamlError::MalformedRequest {
         reason: "SAMLResponse is not base64".into(),
     })
 }
@@ -243,7 +241,8 @@ pub fn validate(
     now: OffsetDateTime,
 ) -> Result<ValidatedLogin, SamlError> {
     let xml = decode_post_binding(base64)?;
-    ParsedResponse::parse(&xml)?.validate(idp, sp, expected, now)
+    let document = Document::parse_owned(xml, &RESPONSE_XML)?;
+    ParsedResponse::from_document(document)?.validate(idp, sp, expected, now)
 }
 
 /// A well-formed document whose root is a `samlp:Response`, not yet trusted in any way.
@@ -254,7 +253,10 @@ pub struct ParsedResponse {
 
 impl ParsedResponse {
     pub fn parse(xml: &[u8]) -> Result<ParsedResponse, SamlError> {
-        let document = Document::parse(xml, &RESPONSE_XML)?;
+        Self::from_document(Document::parse(xml, &RESPONSE_XML)?)
+    }
+
+    fn from_document(document: Document) -> Result<ParsedResponse, SamlError> {
         if !document.is_named(document.root(), PROTOCOL_NAMESPACE, "Response") {
             return Err(SamlError::malformed(
                 "the root element is not samlp:Response",
@@ -535,9 +537,7 @@ impl Rules<'_> {
     }
 
     fn name_of(&self, element: NodeId) -> String {
-        self.document
-            .element(element)
-            .map_or_else(String::new, |e| e.local_name.clone())
+        self.document.local_name(element).to_string()
     }
 
     fn single_child(
@@ -617,7 +617,7 @@ impl Rules<'_> {
             let message = document
                 .children_named(status, PROTOCOL_NAMESPACE, "StatusMessage")
                 .next()
-                .map(|node| document.text(node).trim().to_string());
+                .map(|node| document.text_ref(node).trim().to_string());
             return Err(SamlError::StatusNotSuccess {
                 status_codes: codes,
                 message,
@@ -642,7 +642,7 @@ impl Rules<'_> {
             self.document
                 .children_named(response, ASSERTION_NAMESPACE, "Issuer");
         if let Some(issuer) = response_issuers.next() {
-            let found = self.document.text(issuer).trim().to_string();
+            let found = self.document.text_ref(issuer).trim().to_string();
             if &found != expected || response_issuers.next().is_some() {
                 return Err(SamlError::IssuerMismatch {
                     element: "Response",
@@ -691,7 +691,7 @@ impl Rules<'_> {
             return Err(SamlError::EncryptedAssertionUnsupported);
         }
         let node = self.single_child(subject, ASSERTION_NAMESPACE, "NameID")?;
-        let value = document.text(node).trim().to_string();
+        let value = document.text_ref(node).trim().to_string();
         if value.is_empty() {
             return Err(SamlError::malformed("NameID is empty"));
         }
@@ -802,7 +802,7 @@ impl Rules<'_> {
         for restriction in restrictions {
             let audiences: Vec<String> = document
                 .children_named(restriction, ASSERTION_NAMESPACE, "Audience")
-                .map(|audience| document.text(audience).trim().to_string())
+                .map(|audience| document.text_ref(audience).trim().to_string())
                 .collect();
             every_restriction_names_us &= audiences.contains(expected);
             all_found.extend(audiences);
@@ -888,7 +888,7 @@ impl Rules<'_> {
             let nil = document
                 .attribute_ns(node, XSI_NAMESPACE, "nil")
                 .is_some_and(|nil| matches!(nil.trim(), "true" | "1"));
-            let value = document.text(node).trim().to_string();
+            let value = document.text_ref(node).trim().to_string();
             if !nil {
                 values.push(value);
             }
@@ -907,7 +907,7 @@ fn issuer_of(document: &Document, element: NodeId) -> Option<String> {
     document
         .children_named(element, ASSERTION_NAMESPACE, "Issuer")
         .next()
-        .map(|issuer| document.text(issuer).trim().to_string())
+        .map(|issuer| document.text_ref(issuer).trim().to_string())
 }
 
 #[cfg(test)]
