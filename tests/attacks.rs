@@ -800,3 +800,17 @@ fn other_keys_signatures_are_refused_for_every_key_kind() {
         );
     }
 }
+
+#[test]
+fn a_multi_byte_fraction_in_the_unsigned_response_issue_instant_is_refused_not_a_panic() {
+    // Only the Assertion is signed, so anyone holding one signed assertion controls the
+    // Response's IssueInstant. Cutting its fraction to nine bytes once fell inside `é`.
+    let signed = login().signed(Sign::Assertion);
+    let tampered = signed.replacen(
+        "Version=\"2.0\" IssueInstant=\"2026-06-01T11:59:00Z\" Destination",
+        "Version=\"2.0\" IssueInstant=\"2026-06-01T11:59:00.12345678\u{e9}Z\" Destination",
+        1,
+    );
+    assert_ne!(tampered, signed);
+    assert_eq!(code(&tampered), "malformed_xml");
+}

@@ -20,6 +20,10 @@ pub fn parse(text: &str) -> Option<OffsetDateTime> {
         },
     };
     let normalised = match date_time.split_once('.') {
+        // Only digits may follow the point (XML Schema 3.2.7). Checked before the cut, which
+        // must not fall inside a multi-byte character: this value can come from outside the
+        // signature (the Response's IssueInstant when only the Assertion is signed).
+        Some((_, fraction)) if !fraction.bytes().all(|b| b.is_ascii_digit()) => return None,
         Some((whole, fraction)) if fraction.len() > 9 => {
             Cow::Owned(format!("{whole}.{}{zone}", &fraction[..9]))
         }
@@ -46,6 +50,15 @@ pub fn format(instant: OffsetDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refuses_a_fraction_that_is_not_digits_without_panicking() {
+        assert_eq!(parse("2026-01-01T00:00:00.12345678\u{e9}Z"), None);
+        assert_eq!(parse("2026-01-01T00:00:00.1234567890\u{e9}Z"), None);
+        assert_eq!(parse("2026-01-01T00:00:00.1\u{e9}Z"), None);
+        assert_eq!(parse("2026-01-01T00:00:00.Z"), None);
+        assert_eq!(parse("2026-01-01T00:00:00.-5Z"), None);
+    }
 
     #[test]
     fn parses_saml_forms() {
