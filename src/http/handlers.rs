@@ -47,19 +47,44 @@ fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError
 /// The answer of `/healthz`.
 #[derive(Serialize, ToSchema)]
 pub struct Health {
-    /// Always `ok`.
+    /// `ok`.
     #[schema(example = "ok")]
     pub status: String,
 }
 
+/// Liveness: 200 while the event log can write. After a failed flush or sync the writer
+/// acknowledges nothing more (the files' state is unknown, as after a failed fsync), so the
+/// service answers 503 `storage_unavailable` here too: its supervisor restarts it, and the
+/// restart recovers the log from disk.
 #[utoipa::path(get, path = "/healthz", tag = "service",
     summary = "Liveness",
-    responses((status = 200, description = "The service answers", body = Health)))]
-pub async fn healthz() -> impl IntoResponse {
-    (
+    responses((status = 200, description = "The service answers and its event log can write",
+        body = Health)))]
+pub async fn healthz(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+) -> Answer {
+    let failed = state
+        .service
+        .store()
+        .stats()
+        .failed
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if failed {
+        return Err(Failure(
+            ApiError::new(
+                503,
+                "storage_unavailable",
+                "the event log failed to write; restart the service to recover it from disk",
+            ),
+            request_id.0,
+        ));
+    }
+    Ok((
         [(header::CONTENT_TYPE, "application/json")],
         r#"{"status":"ok"}"#,
     )
+        .into_response())
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "service",

@@ -159,7 +159,7 @@ impl From<AppendError> for ApiError {
                 ApiError::new(
                     503,
                     "storage_unavailable",
-                    "the event log cannot write; nothing was recorded",
+                    "the event log cannot write; the login was not acknowledged",
                 )
             }
         }
