@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use jitledger_tools::client::Connection;
+use jitledger_tools::client::{Connection, url_encode};
 use jitledger_tools::idp::{
     Attribute, ResponseSpec, fixture_key, metadata_xml, post_binding_value, random_id,
 };
@@ -139,6 +139,15 @@ fn set_up(server: &Server) {
     assert_eq!(answer.status, 200, "{}", answer.code);
 }
 
+/// `jitledger verify` on a stopped server's data directory.
+fn verify(data: &Path) -> std::process::Output {
+    Command::new(SERVER)
+        .args(["verify", "--data"])
+        .arg(data)
+        .output()
+        .expect("run jitledger verify")
+}
+
 fn user(name: &str) -> String {
     format!("{name}@drill.example.com")
 }
@@ -154,16 +163,7 @@ fn login_form(name: &str) -> Vec<u8> {
         .attribute(Attribute::new("lastName", [name]))
         .signed_xml(&fixture_key("rsa2048").unwrap())
         .unwrap();
-    let value: String = post_binding_value(&xml)
-        .bytes()
-        .map(|b| match b {
-            b'+' => "%2B".to_string(),
-            b'/' => "%2F".to_string(),
-            b'=' => "%3D".to_string(),
-            other => (other as char).to_string(),
-        })
-        .collect();
-    format!("SAMLResponse={value}").into_bytes()
+    format!("SAMLResponse={}", url_encode(&post_binding_value(&xml))).into_bytes()
 }
 
 fn post_login(connection: &mut Connection, form: &[u8]) -> Result<u16, String> {
@@ -288,11 +288,7 @@ fn sigkill_under_login_load_loses_no_acknowledged_login() {
         }
     }
     server.stop();
-    let verify = Command::new(SERVER)
-        .args(["verify", "--data"])
-        .arg(&data)
-        .output()
-        .unwrap();
+    let verify = verify(&data);
     if !verify.status.success() {
         keep_on_failure(format!(
             "verify failed: {}",
@@ -662,11 +658,7 @@ fn a_full_disk_refuses_logins_with_503_and_loses_nothing_acknowledged() {
         Ok(200)
     );
     server.stop();
-    let verify = Command::new(SERVER)
-        .args(["verify", "--data"])
-        .arg(&data)
-        .output()
-        .unwrap();
+    let verify = verify(&data);
     assert!(
         verify.status.success(),
         "verify after a full disk: {}",

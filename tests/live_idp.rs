@@ -6,6 +6,7 @@
 //! IdP's cookies, follows its redirects, fills in its login form and reads the
 //! auto-submitting form that carries the SAMLResponse to jitledger's ACS.
 
+use jitledger_tools::client::url_encode;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -205,18 +206,6 @@ fn dechunk(mut input: &[u8]) -> Result<Vec<u8>, String> {
         body.extend_from_slice(&input[..size]);
         input = &input[size + 2..];
     }
-}
-
-fn url_encode(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len() * 3);
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            encoded.push(byte as char);
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
 }
 
 fn form_body(fields: &[(String, String)]) -> String {

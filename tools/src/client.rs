@@ -142,3 +142,17 @@ fn error_code(body: &[u8]) -> String {
         .and_then(|v| v["error"]["code"].as_str().map(str::to_string))
         .unwrap_or_default()
 }
+
+/// Percent-encodes everything but RFC 3986 unreserved characters: form values and path
+/// segments.
+pub fn url_encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}

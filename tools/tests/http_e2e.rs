@@ -2,6 +2,7 @@
 //! directory, logins signed by the test IdP (whose output xmlsec1 verifies in its own
 //! tests), and every answer read back through HTTP.
 
+use jitledger_tools::client::url_encode;
 use std::io::Read as _;
 use std::sync::Arc;
 
@@ -115,18 +116,6 @@ impl Drop for Server {
             let _ = thread.join();
         }
     }
-}
-
-fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// An org with the test IdP registered and JIT on with IdP-managed roles.

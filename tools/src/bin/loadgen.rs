@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use jitledger_tools::client::{Answer, Connection};
+use jitledger_tools::client::{Answer, Connection, url_encode};
 use jitledger_tools::idp::{
     Attribute, ResponseSpec, fixture_key, metadata_xml, post_binding_value, random_id,
 };
@@ -183,18 +183,6 @@ fn signed_login(i: usize, users: usize) -> Fallible<Vec<u8>> {
     Ok(format!("SAMLResponse={}", url_encode(&post_binding_value(&xml))).into_bytes())
 }
 
-fn url_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() * 11 / 10);
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// Signs logins `range` on every CPU.
 fn sign_all(range: std::ops::Range<usize>, users: usize) -> Fallible<Vec<Vec<u8>>> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -285,70 +273,45 @@ fn logins(args: &LoginsArgs) -> Fallible<()> {
         );
         first += args.logins;
         let next = AtomicUsize::new(0);
-        let tally = Mutex::new(Tally::default());
         let started = Instant::now();
-        std::thread::scope(|scope| -> Fallible<()> {
-            let handles: Vec<_> = (0..concurrency)
-                .map(|_| {
-                    scope.spawn(|| -> Fallible<()> {
-                        let mut connection = Connection::open(&target.url)?;
-                        let mut mine = Tally::default();
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(body) = bodies.get(i) else { break };
-                            let sent = Instant::now();
-                            let answer = connection.call(
-                                "POST",
-                                &path,
-                                None,
-                                Some(("application/x-www-form-urlencoded", body)),
-                            )?;
-                            mine.add(sent.elapsed(), &answer);
-                        }
-                        tally.lock().map_err(|_| "poisoned")?.merge(mine);
-                        Ok(())
-                    })
-                })
-                .collect();
-            for handle in handles {
-                handle.join().map_err(|_| "a client thread panicked")??;
+        let mut tally = run_clients(&target.url, concurrency, |connection, _, tally| {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else {
+                    return Ok(());
+                };
+                let sent = Instant::now();
+                let answer = connection.call(
+                    "POST",
+                    &path,
+                    None,
+                    Some(("application/x-www-form-urlencoded", body)),
+                )?;
+                tally.add(sent.elapsed(), &answer);
             }
-            Ok(())
         })?;
         let elapsed = started.elapsed();
-        let mut tally = tally.into_inner().map_err(|_| "poisoned")?;
         tally.print(&format!("logins concurrency={concurrency}"), elapsed);
     }
     Ok(())
 }
 
-fn queries(args: &QueriesArgs) -> Fallible<()> {
-    let target = &args.target;
-    let connections = args.connections.max(1);
-    let interval = Duration::from_secs_f64(connections as f64 / args.rate.max(1) as f64);
-    let per_connection = (args.rate * args.seconds) as usize / connections;
+/// Runs `work(connection, client number, tally)` on `clients` threads, each with its own
+/// keep-alive connection, and merges their tallies.
+fn run_clients(
+    url: &str,
+    clients: usize,
+    work: impl Fn(&mut Connection, usize, &mut Tally) -> Fallible<()> + Sync,
+) -> Fallible<Tally> {
     let tally = Mutex::new(Tally::default());
-    let started = Instant::now();
     std::thread::scope(|scope| -> Fallible<()> {
-        let handles: Vec<_> = (0..connections)
-            .map(|c| {
-                let (tally, interval) = (&tally, interval);
+        let handles: Vec<_> = (0..clients)
+            .map(|client| {
+                let (tally, work) = (&tally, &work);
                 scope.spawn(move || -> Fallible<()> {
-                    let mut connection = Connection::open(&target.url)?;
+                    let mut connection = Connection::open(url)?;
                     let mut mine = Tally::default();
-                    // Connections start spread over one interval.
-                    let offset = interval.mul_f64(c as f64 / connections as f64);
-                    for n in 0..per_connection {
-                        let scheduled = started + offset + interval.mul_f64(n as f64);
-                        if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
-                            std::thread::sleep(wait);
-                        }
-                        let user = (n * connections + c) % target.users;
-                        let path = format!("/v1/orgs/{}/users/{}", target.org, user_id(user))
-                            .replace('@', "%40");
-                        let answer = connection.call("GET", &path, Some(&target.token), None)?;
-                        mine.add(scheduled.elapsed(), &answer);
-                    }
+                    work(&mut connection, client, &mut mine)?;
                     tally.lock().map_err(|_| "poisoned")?.merge(mine);
                     Ok(())
                 })
@@ -359,8 +322,35 @@ fn queries(args: &QueriesArgs) -> Fallible<()> {
         }
         Ok(())
     })?;
+    tally.into_inner().map_err(|_| "poisoned".to_string())
+}
+
+fn queries(args: &QueriesArgs) -> Fallible<()> {
+    let target = &args.target;
+    let connections = args.connections.max(1);
+    let interval = Duration::from_secs_f64(connections as f64 / args.rate.max(1) as f64);
+    let per_connection = (args.rate * args.seconds) as usize / connections;
+    let started = Instant::now();
+    let mut tally = run_clients(&target.url, connections, |connection, c, tally| {
+        // Connections start spread over one interval.
+        let offset = interval.mul_f64(c as f64 / connections as f64);
+        for n in 0..per_connection {
+            let scheduled = started + offset + interval.mul_f64(n as f64);
+            if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let user = (n * connections + c) % target.users;
+            let path = format!(
+                "/v1/orgs/{}/users/{}",
+                target.org,
+                url_encode(&user_id(user))
+            );
+            let answer = connection.call("GET", &path, Some(&target.token), None)?;
+            tally.add(scheduled.elapsed(), &answer);
+        }
+        Ok(())
+    })?;
     let elapsed = started.elapsed();
-    let mut tally = tally.into_inner().map_err(|_| "poisoned")?;
     tally.print(
         &format!(
             "queries rate={} connections={connections} (latency from the scheduled send time)",
