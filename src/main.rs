@@ -13,6 +13,12 @@ use jitledger::store::history::AsOf;
 use jitledger::store::{Store, StoreConfig};
 use tokio::net::TcpListener;
 
+/// sled allocates and frees a node copy per write; under glibc's malloc its bookkeeping was a
+/// third of the log writer's time (BENCHMARKS.md, "Event log"). Binaries choose it, not the
+/// library, so that the fuzz targets keep the allocator their sanitizer watches.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success; `serve` stopped cleanly after SIGINT or SIGTERM

@@ -24,6 +24,10 @@ use quick_xml::events::Event;
 use ring::rand::SystemRandom;
 use ring::signature::{self, KeyPair as _, RsaKeyPair, UnparsedPublicKey};
 
+/// The service's allocator (`src/main.rs` says why), so that what is measured matches it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The `SAMLResponse` form value: base64 of response-6k.xml, no line breaks.
 const RESPONSE_BASE64: &[u8] = include_bytes!("data/response-6k.b64");
 const CERTIFICATE_PEM: &str = include_str!("../../tests/fixtures/keys/rsa2048.cert.pem");

@@ -37,6 +37,10 @@ use jitledger::store::{
     user_stream,
 };
 
+/// The service's allocator (`src/main.rs` says why), so that what is measured matches it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The org every drill run appends to.
 const ORG: &str = "drill";
 const IDP: &str = "okta";

@@ -24,6 +24,10 @@ use jitledger_tools::idp::{
 };
 use time::OffsetDateTime;
 
+/// The service's allocator (`src/main.rs` says why), so that what is measured matches it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type Fallible<T> = Result<T, String>;
 
 const IDP_ENTITY: &str = "https://idp.load.example.com/metadata";

@@ -40,6 +40,10 @@ use jitledger::store::{
     AppendError, AppendRequest, AssertionGuard, Cause, ChainHasher, Store, StoreConfig, user_stream,
 };
 
+/// The service's allocator (`src/main.rs` says why), so that what is measured matches it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ORG: &str = "acme";
 const IDP: &str = "okta";
 /// Events of the org's configuration append (`conformance::org_request`).
