@@ -590,15 +590,26 @@ fn a_full_disk_refuses_logins_with_503_and_loses_nothing_acknowledged() {
     let mut refused = 0;
     for i in 0.. {
         let name = format!("full-{i}");
-        match post_login(&mut connection, &login_form(&name)) {
-            Ok(200) => acknowledged.push(name),
-            Ok(503) => {
+        let answer = connection
+            .call(
+                "POST",
+                &format!("/v1/orgs/{ORG}/saml/acs"),
+                None,
+                Some(("application/x-www-form-urlencoded", &login_form(&name))),
+            )
+            .unwrap();
+        match (answer.status, answer.code.as_str()) {
+            (200, _) => acknowledged.push(name),
+            (503, "storage_unavailable") => {
                 refused += 1;
                 if refused == 20 {
                     break;
                 }
             }
-            other => panic!("login {i} on a filling disk: {other:?}"),
+            (status, _) => panic!(
+                "login {i} on a filling disk: {status} {}",
+                String::from_utf8_lossy(&answer.body)
+            ),
         }
         assert!(i < 20_000, "6 MiB never filled up");
     }

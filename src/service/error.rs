@@ -169,6 +169,16 @@ impl From<AppendError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         tracing::error!(%error, "store read failed");
-        ApiError::internal()
+        match error {
+            // The disk, not the data: after a failed write sled answers every later call
+            // with that error. Like the append refusal, a 503 the client may retry after
+            // the restart that recovers the log.
+            StoreError::Io(_) | StoreError::Sled(sled::Error::Io(_)) => ApiError::new(
+                503,
+                "storage_unavailable",
+                "the event log cannot be read; nothing was done",
+            ),
+            _ => ApiError::internal(),
+        }
     }
 }
