@@ -6,6 +6,7 @@
 //! IdP's cookies, follows its redirects, fills in its login form and reads the
 //! auto-submitting form that carries the SAMLResponse to jitledger's ACS.
 
+use jitledger::cli::client::dechunk;
 use jitledger_tools::client::url_encode;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -183,29 +184,6 @@ fn parse_answer(raw: &[u8]) -> Result<Answer, String> {
         headers,
         body,
     })
-}
-
-fn dechunk(mut input: &[u8]) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = input
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("bad chunk")?;
-        let size = std::str::from_utf8(&input[..line_end])
-            .ok()
-            .and_then(|s| usize::from_str_radix(s.split(';').next()?.trim(), 16).ok())
-            .ok_or("bad chunk size")?;
-        input = &input[line_end + 2..];
-        if size == 0 {
-            return Ok(body);
-        }
-        if input.len() < size + 2 {
-            return Err("truncated chunk".into());
-        }
-        body.extend_from_slice(&input[..size]);
-        input = &input[size + 2..];
-    }
 }
 
 fn form_body(fields: &[(String, String)]) -> String {

@@ -95,7 +95,8 @@ fn parse(raw: &[u8]) -> Result<Answer, String> {
     Ok(Answer { status, body })
 }
 
-fn dechunk(mut input: &[u8]) -> Result<Vec<u8>, String> {
+/// The body of a `Transfer-Encoding: chunked` answer.
+pub fn dechunk(mut input: &[u8]) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     loop {
         let line_end = input
