@@ -256,12 +256,43 @@ fn reopening_does_not_replay_and_keeps_everything() {
 #[test]
 fn rebuild_equals_the_incremental_projections() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+    let mut store = open(&dir);
     populated(&store);
     let before: Vec<_> = store.users("acme", None, 100).unwrap();
     assert_eq!(store.rebuild(|_, _| {}).unwrap(), 11);
     assert_eq!(store.users("acme", None, 100).unwrap(), before);
     store.verify().unwrap();
+    // The writer is back after the rebuild.
+    store
+        .append_blocking(user_append("alice", 2, vec![recorded(9)], 9))
+        .unwrap();
+    store.verify().unwrap();
+}
+
+#[test]
+fn a_rebuild_that_did_not_finish_is_finished_by_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        populated(&store);
+        store.close().unwrap();
+    }
+    {
+        // What a rebuild killed half-way leaves: its mark, and projections short of the log.
+        let db = raw_sled(&dir);
+        db.open_tree("meta")
+            .unwrap()
+            .insert("rebuilding", "")
+            .unwrap();
+        db.open_tree("users").unwrap().clear().unwrap();
+        db.flush().unwrap();
+    }
+    let store = open(&dir);
+    assert_eq!(store.users("acme", None, 100).unwrap().len(), 3);
+    store.verify().unwrap();
+    store
+        .append_blocking(user_append("alice", 2, vec![recorded(9)], 9))
+        .unwrap();
 }
 
 // ---- Tamper evidence: verify names the first bad seq.

@@ -165,7 +165,7 @@ proptest! {
     #[test]
     fn incremental_equals_rebuild_equals_fold(steps in proptest::collection::vec(step(), 1..30), chunk_keys in 1usize..8) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&StoreConfig::new(dir.path())).unwrap();
+        let mut store = Store::open(&StoreConfig::new(dir.path())).unwrap();
         for request in appends(&steps) {
             store.append_blocking(request).unwrap();
         }
@@ -231,7 +231,7 @@ proptest! {
             source.append_blocking(request).unwrap();
         }
         let count = source.export(&file).unwrap();
-        let target = Store::open(&StoreConfig::new(target_dir.path())).unwrap();
+        let mut target = Store::open(&StoreConfig::new(target_dir.path())).unwrap();
         prop_assert_eq!(target.import(&file).unwrap(), count);
         prop_assert_eq!(target.events_after(0, 1_000).unwrap(), source.events_after(0, 1_000).unwrap());
         prop_assert_eq!(target.head().unwrap(), source.head().unwrap());
@@ -253,7 +253,7 @@ fn a_damaged_export_is_refused() {
     bytes[40] ^= 1;
     std::fs::write(&file, &bytes).unwrap();
     let target = tempfile::tempdir().unwrap();
-    let fresh = Store::open(&StoreConfig::new(target.path())).unwrap();
+    let mut fresh = Store::open(&StoreConfig::new(target.path())).unwrap();
     assert!(matches!(
         fresh.import(&file),
         Err(jitledger::store::export::ImportError::Checksum)

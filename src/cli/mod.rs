@@ -92,7 +92,7 @@ pub fn verify(data: &Path) -> Result<String, CliError> {
 }
 
 pub fn rebuild(data: &Path) -> Result<String, CliError> {
-    let store = open(data)?;
+    let mut store = open(data)?;
     let count = store
         .rebuild(progress("rebuild"))
         .map_err(|e| error(e.to_string()))?;
@@ -107,7 +107,7 @@ pub fn export(data: &Path, out: &Path) -> Result<String, CliError> {
 
 pub fn import(data: &Path, file: &Path) -> Result<String, CliError> {
     std::fs::create_dir_all(data).map_err(|e| error(e.to_string()))?;
-    let store = Store::open(&store_config(data)).map_err(|e| error(e.to_string()))?;
+    let mut store = Store::open(&store_config(data)).map_err(|e| error(e.to_string()))?;
     let count = store
         .import(file)
         .map_err(|e| failed(format!("import refused: {e}")))?;

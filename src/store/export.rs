@@ -84,7 +84,7 @@ impl Store {
     }
 
     /// Imports an export into this (empty) store and rebuilds the projections.
-    pub fn import(&self, path: &Path) -> Result<u64, ImportError> {
+    pub fn import(&mut self, path: &Path) -> Result<u64, ImportError> {
         if self.head()?.0 != 0 {
             return Err(ImportError::NotEmpty);
         }

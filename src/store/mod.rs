@@ -14,6 +14,7 @@ pub mod export;
 pub mod history;
 pub mod keys;
 pub mod projections;
+mod scan;
 pub mod verify;
 mod writer;
 
@@ -234,6 +235,8 @@ impl Trees {
 pub(crate) const META_LAST_SEQ: &[u8] = b"last_seq";
 pub(crate) const META_LAST_HASH: &[u8] = b"last_hash";
 pub(crate) const META_LAST_RECORDED_AT: &[u8] = b"last_recorded_at";
+/// Present while a rebuild runs: the projections are incomplete until it is gone.
+pub(crate) const META_REBUILDING: &[u8] = b"rebuilding";
 
 /// The event log and its projections.
 #[derive(Debug)]
@@ -264,23 +267,35 @@ impl Store {
             None => ChainHasher::Sha256,
         };
         durability::sync_directory(&config.path)?;
-        let stats = Arc::new(WriterStats::default());
-        let (sender, handle) = writer::spawn(
-            db.clone(),
-            trees.clone(),
-            hasher.clone(),
-            config.path.clone(),
-            Arc::clone(&stats),
-        )?;
-        Ok(Store {
+        let mut store = Store {
             db,
             trees,
             hasher,
-            sender: Some(sender),
-            writer: Some(handle),
+            sender: None,
+            writer: None,
             path: config.path.clone(),
-            stats,
-        })
+            stats: Arc::new(WriterStats::default()),
+        };
+        if store.trees.meta.contains_key(META_REBUILDING)? {
+            // The last rebuild did not finish: the projections are not the log's.
+            store.rebuild(|_, _| {})?;
+        } else {
+            store.start_writer()?;
+        }
+        Ok(store)
+    }
+
+    fn start_writer(&mut self) -> Result<(), StoreError> {
+        let (sender, handle) = writer::spawn(
+            self.db.clone(),
+            self.trees.clone(),
+            self.hasher.clone(),
+            self.path.clone(),
+            Arc::clone(&self.stats),
+        )?;
+        self.sender = Some(sender);
+        self.writer = Some(handle);
+        Ok(())
     }
 
     /// The writer's counters (batches, requests, durable time, queue depth).
@@ -503,18 +518,16 @@ impl Store {
         &self.trees
     }
 
-    pub(crate) fn db(&self) -> &sled::Db {
-        &self.db
-    }
-
     /// Stops the writer after the requests already queued, and flushes.
     pub fn close(mut self) -> Result<(), StoreError> {
-        self.shutdown();
+        self.stop_writer();
         self.db.flush()?;
         Ok(())
     }
 
-    fn shutdown(&mut self) {
+    /// Stops the writer once it has answered what it holds; appends are refused until
+    /// [`Store::start_writer`].
+    fn stop_writer(&mut self) {
         self.sender.take();
         if let Some(handle) = self.writer.take() {
             let _ = handle.join();
@@ -524,7 +537,7 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        self.shutdown();
+        self.stop_writer();
     }
 }
 

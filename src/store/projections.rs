@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::events::Event;
+use crate::events::{AclEntry, Event};
 use crate::provisioning::config::OrgConfig;
 use crate::provisioning::user::{Applied, UserState, apply};
 
@@ -50,6 +50,24 @@ pub trait ProjectionStore {
         value: Vec<u8>,
     ) -> Result<(), Self::Error>;
     fn remove(&mut self, projection: Projection, key: &[u8]) -> Result<(), Self::Error>;
+
+    /// The user at `key`, which [`project`] writes back with [`ProjectionStore::put_user`]
+    /// once it has applied the event: a store that keeps users decoded may hand over its own
+    /// copy instead of decoding one.
+    fn take_user(&mut self, key: &[u8]) -> Result<Option<UserState>, ProjectError<Self::Error>> {
+        match self.get(Projection::Users, key)? {
+            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores (or, with `None`, removes) the user at `key`.
+    fn put_user(&mut self, key: Vec<u8>, user: Option<UserState>) -> Result<(), Self::Error> {
+        match user {
+            Some(user) => self.insert(Projection::Users, key, encode(&user)),
+            None => self.remove(Projection::Users, &key),
+        }
+    }
 }
 
 /// Projections held in memory: a fresh fold to compare with what is stored.
@@ -94,12 +112,14 @@ impl<E> From<E> for ProjectError<E> {
     }
 }
 
-fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+pub(super) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     // Plain data into a Vec cannot fail to serialise.
     bincode::serialize(value).unwrap_or_default()
 }
 
-fn decode<T: serde::de::DeserializeOwned, E>(bytes: &[u8]) -> Result<T, ProjectError<E>> {
+pub(super) fn decode<T: serde::de::DeserializeOwned, E>(
+    bytes: &[u8],
+) -> Result<T, ProjectError<E>> {
     bincode::deserialize(bytes).map_err(|error| ProjectError::Corrupt(error.to_string()))
 }
 
@@ -131,24 +151,42 @@ pub fn project<S: ProjectionStore>(
         )));
     };
     let key = keys::user(org_id, user_id);
-    let before: Option<UserState> = match store.get(Projection::Users, &key)? {
-        Some(bytes) => Some(decode(&bytes)?),
-        None => None,
-    };
+    let before = store.take_user(&key)?;
     let applied = Applied {
         seq: envelope.seq,
         stream_version: envelope.stream_version,
         recorded_at: envelope.recorded_at,
         cause: envelope.cause.id().to_string(),
     };
-    let after = apply(before.clone(), &envelope.event, &applied);
+    // Only the role and ACL of the state before are needed once the event is applied: they
+    // are kept, not the whole state.
+    let role_before = before.as_ref().map(|state| state.role.value.clone());
+    let acl_before = before.as_ref().map(|state| state.acl.value.clone());
+    let after = apply(before, &envelope.event, &applied);
     // Index entries are removed and added by difference, so that a login that changes
     // neither role nor ACL (the common repeat login) rewrites the user alone.
-    let grants = |state: &Option<UserState>| -> BTreeSet<Vec<u8>> {
-        state
-            .iter()
-            .flat_map(|state| {
-                state.acl.value.iter().map(|entry| {
+    let role_after = after.as_ref().map(|state| &state.role.value);
+    if role_before.as_ref() != role_after {
+        if let Some(role) = &role_before {
+            store.remove(
+                Projection::UsersByRole,
+                &keys::role_member(org_id, role, user_id),
+            )?;
+        }
+        if let Some(role) = role_after {
+            store.insert(
+                Projection::UsersByRole,
+                keys::role_member(org_id, role, user_id),
+                Vec::new(),
+            )?;
+        }
+    }
+    let acl_after = after.as_ref().map(|state| &state.acl.value);
+    if acl_before.as_ref() != acl_after {
+        let grants = |acl: Option<&Vec<AclEntry>>| -> BTreeSet<Vec<u8>> {
+            acl.into_iter()
+                .flatten()
+                .map(|entry| {
                     keys::acl_grant(
                         org_id,
                         entry.on_type.as_str(),
@@ -157,33 +195,16 @@ pub fn project<S: ProjectionStore>(
                         &entry.role_id,
                     )
                 })
-            })
-            .collect()
-    };
-    let role_key = |state: &Option<UserState>| {
-        state
-            .as_ref()
-            .map(|state| keys::role_member(org_id, &state.role.value, user_id))
-    };
-    let (role_before, role_after) = (role_key(&before), role_key(&after));
-    if role_before != role_after {
-        if let Some(key) = role_before {
-            store.remove(Projection::UsersByRole, &key)?;
+                .collect()
+        };
+        let (grants_before, grants_after) = (grants(acl_before.as_ref()), grants(acl_after));
+        for grant in grants_before.difference(&grants_after) {
+            store.remove(Projection::Acl, grant)?;
         }
-        if let Some(key) = role_after {
-            store.insert(Projection::UsersByRole, key, Vec::new())?;
+        for grant in grants_after.difference(&grants_before) {
+            store.insert(Projection::Acl, grant.clone(), Vec::new())?;
         }
     }
-    let (grants_before, grants_after) = (grants(&before), grants(&after));
-    for grant in grants_before.difference(&grants_after) {
-        store.remove(Projection::Acl, grant)?;
-    }
-    for grant in grants_after.difference(&grants_before) {
-        store.insert(Projection::Acl, grant.clone(), Vec::new())?;
-    }
-    match after {
-        Some(after) => store.insert(Projection::Users, key, encode(&after))?,
-        None => store.remove(Projection::Users, &key)?,
-    }
+    store.put_user(key, after)?;
     Ok(())
 }

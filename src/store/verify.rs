@@ -2,11 +2,17 @@
 //! the stored projections equal a fresh fold of the log. Also `rebuild`, which replaces the
 //! projections by that fold.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
+
+use crate::provisioning::user::UserState;
 
 use super::envelope::{self, GENESIS_HASH};
-use super::projections::{InMemory, Projection, ProjectionStore, project};
-use super::{Store, StoreError, corrupt, keys};
+use super::projections::{
+    InMemory, ProjectError, Projection, ProjectionStore, decode, encode, project,
+};
+use super::scan::with_scan;
+use super::{META_REBUILDING, Store, StoreError, Trees, corrupt, keys};
 
 /// What a successful verification covered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,11 +49,11 @@ impl Store {
     /// Checks the chain from genesis and the projections against a fresh fold.
     pub fn verify(&self) -> Result<VerifyReport, VerifyFailure> {
         let mut fold = InMemory::new();
-        let records = self.trees().events.iter().map(|entry| {
-            let (key, value) = entry.map_err(|e| VerifyFailure::Storage(e.to_string()))?;
-            Ok((key.to_vec(), value.to_vec()))
-        });
-        let (events, running) = check_chain(records, self.hasher(), &mut fold)?;
+        let (events, running) = with_scan(&self.trees().events, |records| {
+            let records =
+                records.map(|record| record.map_err(|e| VerifyFailure::Storage(e.to_string())));
+            check_chain(records, self.hasher(), &mut fold)
+        })?;
         let (head_seq, head_hash) = self.head()?;
         if head_seq != events || head_hash != running {
             return Err(VerifyFailure::Chain {
@@ -68,47 +74,75 @@ impl Store {
         })
     }
 
-    /// Drops the projections and refills them from the log. Run it with no appends in
-    /// flight (the CLI opens the store alone). `progress` gets (events done, events total).
-    pub fn rebuild(&self, progress: impl FnMut(u64, u64)) -> Result<u64, StoreError> {
+    /// Drops the projections and refills them from the log. It takes the store for itself
+    /// (`&mut`): the writer stops for the rebuild and starts again after it. `progress` gets
+    /// (events done, events total).
+    ///
+    /// A rebuild that does not finish (a crash, a kill) leaves a mark in `meta`; the next
+    /// [`Store::open`] sees it and rebuilds before anything reads the projections.
+    pub fn rebuild(&mut self, progress: impl FnMut(u64, u64)) -> Result<u64, StoreError> {
         self.rebuild_in_chunks(REBUILD_CHUNK_KEYS, progress)
     }
 
     /// [`Store::rebuild`], writing the projections out every `chunk_keys` pending keys
     /// (tests use tiny chunks, so that later events read what earlier chunks wrote).
     pub fn rebuild_in_chunks(
+        &mut self,
+        chunk_keys: usize,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<u64, StoreError> {
+        self.stop_writer();
+        self.trees.meta.insert(META_REBUILDING, &[])?;
+        self.db.flush()?;
+        // Dropping a tree frees its nodes; `clear` would remove (and log) every key, which
+        // costs about as much as writing them again.
+        for projection in Projection::ALL {
+            self.db.drop_tree(projection.tree_name())?;
+        }
+        self.trees = Trees::open(&self.db)?;
+        let done = self.refill(chunk_keys, progress)?;
+        self.trees.meta.remove(META_REBUILDING)?;
+        self.db.flush()?;
+        self.start_writer()?;
+        Ok(done)
+    }
+
+    /// Folds the whole log into the (empty) projection trees.
+    fn refill(
         &self,
         chunk_keys: usize,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<u64, StoreError> {
         let trees = self.trees();
-        for projection in Projection::ALL {
-            trees.projection(projection).clear()?;
-        }
         let (total, _) = self.head()?;
         let mut chunk = Chunk {
             trees,
+            users: HashMap::new(),
             pending: BTreeMap::new(),
+            written_users: HashSet::new(),
+            hasher: RandomState::new(),
         };
-        let mut done = 0;
-        for entry in trees.events.iter() {
-            let (_, bytes) = entry?;
-            let envelope = envelope::decode(&bytes)?;
-            project(&mut chunk, &envelope).map_err(|error| match error {
-                super::projections::ProjectError::Store(error) => StoreError::Sled(error),
-                super::projections::ProjectError::Corrupt(reason) => corrupt(&reason),
-            })?;
-            if chunk.pending.len() >= chunk_keys {
-                chunk.write()?;
+        let done = with_scan(&trees.events, |records| {
+            let mut done = 0;
+            for record in records {
+                let (_, bytes) = record?;
+                let envelope = envelope::decode(&bytes)?;
+                project(&mut chunk, &envelope).map_err(|error| match error {
+                    ProjectError::Store(error) => StoreError::Sled(error),
+                    ProjectError::Corrupt(reason) => corrupt(&reason),
+                })?;
+                if chunk.len() >= chunk_keys {
+                    chunk.write()?;
+                }
+                done += 1;
+                if done % 65_536 == 0 {
+                    progress(done, total);
+                }
             }
-            done += 1;
-            if done % 65_536 == 0 {
-                progress(done, total);
-            }
-        }
+            Ok::<u64, StoreError>(done)
+        })?;
         chunk.write()?;
         progress(done, total);
-        self.db().flush()?;
         Ok(done)
     }
 }
@@ -116,8 +150,8 @@ impl Store {
 /// Walks (key, stored bytes) records in key order from genesis: keys are consecutive from
 /// seq 1, each record decodes to its own seq, links to the previous hash and hashes to its
 /// own. Folds each envelope into `fold`. Returns the event count and the last hash.
-pub fn check_chain(
-    records: impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), VerifyFailure>>,
+pub fn check_chain<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+    records: impl Iterator<Item = Result<(K, V), VerifyFailure>>,
     hasher: &super::ChainHasher,
     fold: &mut InMemory,
 ) -> Result<(u64, [u8; 32]), VerifyFailure> {
@@ -129,17 +163,18 @@ pub fn check_chain(
             seq: expected_seq,
             reason: reason.to_string(),
         };
+        let (key, bytes) = (key.as_ref(), bytes.as_ref());
         if key != keys::seq(expected_seq) {
             return Err(chain("missing event"));
         }
-        let envelope = envelope::decode(&bytes).map_err(|e| chain(&format!("undecodable: {e}")))?;
+        let envelope = envelope::decode(bytes).map_err(|e| chain(&format!("undecodable: {e}")))?;
         if envelope.seq != expected_seq {
             return Err(chain(&format!(
                 "record of seq {} stored here",
                 envelope.seq
             )));
         }
-        if envelope.prev_hash != running || !envelope::check_hash(&bytes, &running, hasher) {
+        if envelope.prev_hash != running || !envelope::check_hash(bytes, &running, hasher) {
             return Err(chain("hash does not match"));
         }
         running = envelope.hash;
@@ -149,40 +184,79 @@ pub fn check_chain(
     Ok((expected_seq - 1, running))
 }
 
-/// Projection keys rebuild holds in memory before writing them out: bounds its memory
-/// (about 40 MiB of users at this size) while most keys are written once per chunk, not once
-/// per event.
-const REBUILD_CHUNK_KEYS: usize = 65_536;
+/// Projection entries rebuild holds in memory before writing them out. Users are held
+/// decoded (about 1 KiB each), so this bounds rebuild's memory to roughly 150 MiB, while a
+/// log of up to ~65,000 users (each with its role entry) is written once, at the end.
+const REBUILD_CHUNK_KEYS: usize = 131_072;
 
 /// Rebuild's projection writes for a stretch of the log: kept in memory, where later events
-/// of the stretch read them, then written in key order with one batch per tree. Nothing else
-/// writes meanwhile (rebuild runs alone), so a key not pending is read from its tree.
+/// of the stretch read them, then written in key order with one batch per tree. Users are
+/// kept decoded, so that the many logins of one user cost no decode and encode each. Nothing
+/// else writes meanwhile (rebuild runs alone), so a key not pending is read from its tree.
 struct Chunk<'t> {
     trees: &'t super::Trees,
-    /// The value each touched key ends with; `None` removes it.
+    /// The state each touched user ends with; `None` removes it.
+    users: HashMap<Vec<u8>, Option<UserState>>,
+    /// The value each other touched key ends with; `None` removes it.
     pending: BTreeMap<(Projection, Vec<u8>), Option<Vec<u8>>>,
+    /// Hashes of the user keys earlier chunks wrote. The trees start empty, so a user whose
+    /// hash is not here is new: its first login costs no lookup in sled.
+    written_users: HashSet<u64>,
+    hasher: RandomState,
 }
 
 impl Chunk<'_> {
+    fn len(&self) -> usize {
+        self.users.len() + self.pending.len()
+    }
+
     fn write(&mut self) -> Result<(), sled::Error> {
+        let mut users: Vec<_> = self.users.drain().collect();
+        users.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+        self.written_users
+            .extend(users.iter().map(|(key, _)| self.hasher.hash_one(key)));
+        let users = users
+            .into_iter()
+            .map(|(key, user)| (key, user.map(|user| encode(&user))));
+        write_sorted(&self.trees.users, users)?;
         for projection in Projection::ALL {
-            let mut batch = sled::Batch::default();
             let start = (projection, Vec::new());
-            for ((_, key), value) in self
+            let entries = self
                 .pending
                 .range(start..)
                 .take_while(|((p, _), _)| *p == projection)
-            {
-                match value {
-                    Some(value) => batch.insert(key.as_slice(), value.as_slice()),
-                    None => batch.remove(key.as_slice()),
-                }
-            }
-            self.trees.projection(projection).apply_batch(batch)?;
+                .map(|((_, key), value)| (key.as_slice(), value.as_deref()));
+            write_sorted(self.trees.projection(projection), entries)?;
         }
         self.pending.clear();
         Ok(())
     }
+}
+
+/// Keys one `sled::Batch` of rebuild's writes holds. One batch for a whole chunk holds every
+/// node it splits until it ends, so that sled cannot reuse their memory: 100,000 users in
+/// one batch grew the process by 700 MiB of fresh pages.
+const WRITE_BATCH_KEYS: usize = 4096;
+
+/// Writes (key, value or removal) pairs, in key order, in batches of [`WRITE_BATCH_KEYS`].
+fn write_sorted<K: Into<sled::IVec>, V: Into<sled::IVec>>(
+    tree: &sled::Tree,
+    entries: impl Iterator<Item = (K, Option<V>)>,
+) -> Result<(), sled::Error> {
+    let mut batch = sled::Batch::default();
+    let mut keys = 0;
+    for (key, value) in entries {
+        match value {
+            Some(value) => batch.insert(key, value),
+            None => batch.remove(key),
+        }
+        keys += 1;
+        if keys == WRITE_BATCH_KEYS {
+            tree.apply_batch(std::mem::take(&mut batch))?;
+            keys = 0;
+        }
+    }
+    tree.apply_batch(batch)
 }
 
 impl ProjectionStore for Chunk<'_> {
@@ -208,6 +282,23 @@ impl ProjectionStore for Chunk<'_> {
     }
     fn remove(&mut self, projection: Projection, key: &[u8]) -> Result<(), Self::Error> {
         self.pending.insert((projection, key.to_vec()), None);
+        Ok(())
+    }
+    fn take_user(&mut self, key: &[u8]) -> Result<Option<UserState>, ProjectError<Self::Error>> {
+        // A pending user is handed over, leaving `None` until `put_user` returns it.
+        if let Some(user) = self.users.get_mut(key) {
+            return Ok(user.take());
+        }
+        if !self.written_users.contains(&self.hasher.hash_one(key)) {
+            return Ok(None);
+        }
+        match self.trees.users.get(key)? {
+            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+    fn put_user(&mut self, key: Vec<u8>, user: Option<UserState>) -> Result<(), Self::Error> {
+        self.users.insert(key, user);
         Ok(())
     }
 }
