@@ -367,7 +367,7 @@ impl Service {
         Ok(caller)
     }
 
-    fn org(&self, org_id: &str) -> Result<OrgConfig, ApiError> {
+    fn org(&self, org_id: &str) -> Result<Arc<OrgConfig>, ApiError> {
         self.store.org(org_id)?.ok_or_else(ApiError::unknown_org)
     }
 

@@ -13,6 +13,7 @@ pub mod envelope;
 pub mod export;
 pub mod history;
 pub mod keys;
+mod org_cache;
 pub mod projections;
 mod scan;
 pub mod verify;
@@ -146,7 +147,7 @@ pub trait ProjectionReads: Send + Sync {
         on_type: &str,
         on: &str,
     ) -> Result<Vec<(String, String)>, StoreError>;
-    fn org(&self, org_id: &str) -> Result<Option<OrgConfig>, StoreError>;
+    fn org(&self, org_id: &str) -> Result<Option<Arc<OrgConfig>>, StoreError>;
 }
 
 impl EventLog for Store {
@@ -187,7 +188,7 @@ impl ProjectionReads for Store {
     ) -> Result<Vec<(String, String)>, StoreError> {
         Store::grants_on(self, org_id, on_type, on)
     }
-    fn org(&self, org_id: &str) -> Result<Option<OrgConfig>, StoreError> {
+    fn org(&self, org_id: &str) -> Result<Option<Arc<OrgConfig>>, StoreError> {
         Store::org(self, org_id)
     }
 }
@@ -248,6 +249,7 @@ pub struct Store {
     writer: Option<std::thread::JoinHandle<()>>,
     path: PathBuf,
     stats: Arc<WriterStats>,
+    orgs: Arc<org_cache::OrgCache>,
 }
 
 impl Store {
@@ -275,6 +277,7 @@ impl Store {
             writer: None,
             path: config.path.clone(),
             stats: Arc::new(WriterStats::default()),
+            orgs: Arc::default(),
         };
         if store.trees.meta.contains_key(META_REBUILDING)? {
             // The last rebuild did not finish: the projections are not the log's.
@@ -292,6 +295,7 @@ impl Store {
             self.hasher.clone(),
             self.path.clone(),
             Arc::clone(&self.stats),
+            Arc::clone(&self.orgs),
         )?;
         self.sender = Some(sender);
         self.writer = Some(handle);
@@ -485,13 +489,16 @@ impl Store {
     }
 
     /// An org's configuration as projected now.
-    pub fn org(&self, org_id: &str) -> Result<Option<OrgConfig>, StoreError> {
-        match self.trees.orgs.get(org_id.as_bytes())? {
-            Some(bytes) => Ok(Some(
-                bincode::deserialize(&bytes).map_err(|e| corrupt(&e.to_string()))?,
-            )),
-            None => Ok(None),
-        }
+    /// The org's configuration, decoded once and shared until a configuration event of the
+    /// org is committed.
+    pub fn org(&self, org_id: &str) -> Result<Option<Arc<OrgConfig>>, StoreError> {
+        self.orgs
+            .get_or_load(org_id, || match self.trees.orgs.get(org_id.as_bytes())? {
+                Some(bytes) => Ok(Some(
+                    bincode::deserialize(&bytes).map_err(|e| corrupt(&e.to_string()))?,
+                )),
+                None => Ok(None),
+            })
     }
 
     /// Forgets assertion IDs whose NotOnOrAfter is before `now` (Unix nanoseconds): the

@@ -100,6 +100,7 @@ impl Store {
             self.db.drop_tree(projection.tree_name())?;
         }
         self.trees = Trees::open(&self.db)?;
+        self.orgs.clear();
         let done = self.refill(chunk_keys, progress)?;
         self.trees.meta.remove(META_REBUILDING)?;
         self.db.flush()?;

@@ -13,6 +13,7 @@ use sled::transaction::{
 };
 
 use super::envelope::{CONFIG_STREAM, ChainHasher, Envelope, GENESIS_HASH, Unsealed};
+use super::org_cache::OrgCache;
 use super::projections::{ProjectError, Projection, ProjectionStore, project};
 use super::{
     AppendError, AppendRequest, BATCH_REQUESTS_MAX, META_LAST_HASH, META_LAST_RECORDED_AT,
@@ -57,6 +58,7 @@ pub(crate) fn spawn(
     hasher: ChainHasher,
     path: PathBuf,
     stats: Arc<WriterStats>,
+    orgs: Arc<OrgCache>,
 ) -> std::io::Result<(SyncSender<Job>, std::thread::JoinHandle<()>)> {
     let (sender, receiver) = sync_channel(QUEUE_REQUESTS_MAX);
     let handle = std::thread::Builder::new()
@@ -69,6 +71,7 @@ pub(crate) fn spawn(
                 durability::Syncer::new(&path),
                 &receiver,
                 &stats,
+                &orgs,
             )
         })?;
     Ok((sender, handle))
@@ -81,6 +84,7 @@ fn run(
     mut syncer: durability::Syncer,
     receiver: &Receiver<Job>,
     stats: &WriterStats,
+    orgs: &OrgCache,
 ) {
     // After a failed flush or sync the state of the files is unknown (an fsync error can
     // drop dirty pages); every later append is refused rather than acknowledged on top.
@@ -107,6 +111,13 @@ fn run(
                 .map(|_| Err(AppendError::Storage(reason.clone())))
                 .collect(),
             None => match commit(trees, hasher, &batch).and_then(|replies| {
+                // Readers see the committed configuration from here on, durable or not
+                // (as they see every committed value); the cache must not hide it.
+                for (job, reply) in batch.iter().zip(&replies) {
+                    if reply.is_ok() && job.request.stream == CONFIG_STREAM {
+                        orgs.invalidate(&job.request.org_id);
+                    }
+                }
                 let started = std::time::Instant::now();
                 db.flush().map_err(|e| e.to_string())?;
                 syncer.sync().map_err(|e| e.to_string())?;
