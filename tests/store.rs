@@ -204,14 +204,18 @@ fn wrong_expected_version_is_a_conflict_and_writes_nothing() {
     assert_eq!(store.head().unwrap(), before);
 }
 
+/// A directory holding a populated store, closed.
+fn populated_and_closed() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    populated(&store);
+    store.close().unwrap();
+    dir
+}
+
 #[test]
 fn an_assertion_can_be_appended_once_even_after_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = open(&dir);
-        populated(&store);
-        store.close().unwrap();
-    }
+    let dir = populated_and_closed();
     let store = open(&dir);
     let replay = user_append("bob", 4, vec![recorded(2)], 2);
     assert_eq!(
@@ -271,12 +275,7 @@ fn rebuild_equals_the_incremental_projections() {
 
 #[test]
 fn a_rebuild_that_did_not_finish_is_finished_by_the_next_open() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = open(&dir);
-        populated(&store);
-        store.close().unwrap();
-    }
+    let dir = populated_and_closed();
     {
         // What a rebuild killed half-way leaves: its mark, and projections short of the log.
         let db = raw_sled(&dir);
@@ -299,12 +298,7 @@ fn a_rebuild_that_did_not_finish_is_finished_by_the_next_open() {
 
 /// Closes the store, edits the raw events tree, and verifies a reopened store.
 fn tampered(edit: impl FnOnce(&sled::Tree)) -> VerifyFailure {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = open(&dir);
-        populated(&store);
-        store.close().unwrap();
-    }
+    let dir = populated_and_closed();
     {
         let db = raw_sled(&dir);
         edit(&db.open_tree("events").unwrap());
@@ -343,12 +337,7 @@ fn flipping_a_byte_of_a_stored_event_fails_verify_at_its_seq() {
 
 #[test]
 fn flipping_any_byte_of_any_event_breaks_the_chain_at_its_seq() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = open(&dir);
-        populated(&store);
-        store.close().unwrap();
-    }
+    let dir = populated_and_closed();
     let records: Vec<(Vec<u8>, Vec<u8>)> = {
         let db = raw_sled(&dir);
         let events = db.open_tree("events").unwrap();
@@ -417,12 +406,7 @@ fn reordering_two_events_is_detected_at_the_first() {
 
 #[test]
 fn a_projection_edited_behind_the_log_is_detected() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = open(&dir);
-        populated(&store);
-        store.close().unwrap();
-    }
+    let dir = populated_and_closed();
     {
         let db = raw_sled(&dir);
         let roles = db.open_tree("users_by_role").unwrap();
