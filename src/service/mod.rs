@@ -829,9 +829,11 @@ impl Service {
                     if let Some(id) = login.in_response_to() {
                         self.consume_request(&org.org_id, id);
                     }
-                    let user = self
-                        .store
-                        .user(&org.org_id, &decision.user_id)?
+                    // The append went in at the version read, so the projection now holds
+                    // exactly this fold: the answer needs no second read.
+                    let user = envelopes
+                        .iter()
+                        .fold(user, |state, envelope| envelope.apply_to(state))
                         .ok_or_else(ApiError::internal)?;
                     return Ok(LoginAnswer {
                         login_id,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::Event;
 use crate::events::codec::{self, CodecError, FORMAT_VERSION, StoredEvent};
+use crate::provisioning::user::{Applied, UserState, apply};
 
 /// The genesis `prev_hash`.
 pub const GENESIS_HASH: [u8; 32] = [0; 32];
@@ -55,6 +56,20 @@ pub struct Envelope {
     pub event: Event,
     pub prev_hash: [u8; 32],
     pub hash: [u8; 32],
+}
+
+impl Envelope {
+    /// Applies this envelope's event to a user's state, recording where it came from: the
+    /// one way projections, history and the login's answer fold a user's events.
+    pub fn apply_to(&self, state: Option<UserState>) -> Option<UserState> {
+        let applied = Applied {
+            seq: self.seq,
+            stream_version: self.stream_version,
+            recorded_at: self.recorded_at,
+            cause: self.cause.id().to_string(),
+        };
+        apply(state, &self.event, &applied)
+    }
 }
 
 /// The stream of a user, and of an org's configuration.

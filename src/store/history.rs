@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::provisioning::config::OrgConfig;
-use crate::provisioning::user::{Applied, UserState, apply};
+use crate::provisioning::user::UserState;
 
 use super::envelope::{CONFIG_STREAM, Envelope};
 use super::{Store, StoreError};
@@ -63,14 +63,8 @@ impl Replay {
             return;
         };
         let key = (envelope.org_id.clone(), user_id.to_string());
-        let applied = Applied {
-            seq: envelope.seq,
-            stream_version: envelope.stream_version,
-            recorded_at: envelope.recorded_at,
-            cause: envelope.cause.id().to_string(),
-        };
         let before = self.users.remove(&key);
-        if let Some(after) = apply(before, &envelope.event, &applied) {
+        if let Some(after) = envelope.apply_to(before) {
             self.users.insert(key, after);
         }
     }
@@ -78,17 +72,10 @@ impl Replay {
 
 /// Folds a user's envelopes up to a point.
 pub fn user_as_of(envelopes: &[Envelope], as_of: AsOf) -> Option<UserState> {
-    let mut state = None;
-    for envelope in envelopes.iter().take_while(|e| as_of.includes(e)) {
-        let applied = Applied {
-            seq: envelope.seq,
-            stream_version: envelope.stream_version,
-            recorded_at: envelope.recorded_at,
-            cause: envelope.cause.id().to_string(),
-        };
-        state = apply(state, &envelope.event, &applied);
-    }
-    state
+    envelopes
+        .iter()
+        .take_while(|e| as_of.includes(e))
+        .fold(None, |state, envelope| envelope.apply_to(state))
 }
 
 /// Events read per batch while replaying the whole log.

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::events::{AclEntry, Event};
 use crate::provisioning::config::OrgConfig;
-use crate::provisioning::user::{Applied, UserState, apply};
+use crate::provisioning::user::UserState;
 
 use super::envelope::{CONFIG_STREAM, Envelope};
 use super::keys;
@@ -152,17 +152,11 @@ pub fn project<S: ProjectionStore>(
     };
     let key = keys::user(org_id, user_id);
     let before = store.take_user(&key)?;
-    let applied = Applied {
-        seq: envelope.seq,
-        stream_version: envelope.stream_version,
-        recorded_at: envelope.recorded_at,
-        cause: envelope.cause.id().to_string(),
-    };
     // Only the role and ACL of the state before are needed once the event is applied: they
     // are kept, not the whole state.
     let role_before = before.as_ref().map(|state| state.role.value.clone());
     let acl_before = before.as_ref().map(|state| state.acl.value.clone());
-    let after = apply(before, &envelope.event, &applied);
+    let after = envelope.apply_to(before);
     // Index entries are removed and added by difference, so that a login that changes
     // neither role nor ACL (the common repeat login) rewrites the user alone.
     let role_after = after.as_ref().map(|state| &state.role.value);

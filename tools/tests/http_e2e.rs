@@ -224,6 +224,7 @@ fn airkit_and_yext_behaviours_through_the_acs_and_the_query_routes() {
         json!([{"role_id": "Admin", "on": "acct-1", "on_type": "ACCOUNT"}])
     );
     assert_eq!(user["provenance"]["role"]["source"]["attribute"], "role");
+    assert_eq!(answer["user"], user, "the login answers the user as stored");
 
     // Airkit: a role changed in the IdP reaches the account at the next login.
     let promoted = login_xml("alice@example.com", &[("role", &["admin"])], Sign::Response);
@@ -234,6 +235,16 @@ fn airkit_and_yext_behaviours_through_the_acs_and_the_query_routes() {
     assert_eq!(
         answer["user"]["last_name"], "Liddell",
         "absent attributes leave values alone"
+    );
+    let (_, stored) = server.call(
+        "GET",
+        "/v1/orgs/acme/users/alice%40example.com",
+        Some(&read),
+        None,
+    );
+    assert_eq!(
+        answer["user"], stored,
+        "the login answers the user as stored"
     );
 
     // As of a seq before the change, and the history.
