@@ -278,6 +278,16 @@ impl ParsedResponse {
             .or_else(|| issuer_of(document, root))
     }
 
+    /// Every `InResponseTo` value anywhere in the document, unverified. The caller narrows
+    /// its outstanding request IDs to these before it validates (instead of handing over all
+    /// of them): the values the validator checks are among them, so the outcome is the same.
+    pub fn claimed_in_response_to(&self) -> impl Iterator<Item = &str> + '_ {
+        let document = &self.document;
+        document
+            .elements()
+            .filter_map(|element| document.attribute(element, "InResponseTo"))
+    }
+
     pub fn validate(
         &self,
         idp: &IdpTrust,

@@ -52,6 +52,15 @@ impl ApiError {
         ApiError::new(404, "not_found", format!("no such {what}"))
     }
 
+    /// A validly signed response to an AuthnRequest that an earlier response answered.
+    pub fn replayed_request() -> Self {
+        ApiError::new(
+            409,
+            "replayed_assertion",
+            "this AuthnRequest was already answered",
+        )
+    }
+
     pub fn conflict(message: impl Into<String>) -> ApiError {
         ApiError::new(409, "conflict", message)
     }

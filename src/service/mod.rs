@@ -21,6 +21,7 @@ use crate::events::{
 };
 use crate::provisioning::config::{OrgConfig, check_jit_settings};
 use crate::provisioning::{self, Outcome};
+use crate::saml::SamlError;
 use crate::saml::authn_request::{AuthnRequest, sp_metadata_xml};
 use crate::saml::metadata::parse_idp_metadata;
 use crate::saml::response::{
@@ -202,10 +203,18 @@ pub struct RejectedPage {
     pub rejected: Vec<RejectedView>,
 }
 
+/// The AuthnRequests an org's logins started, oldest first.
 #[derive(Default)]
 struct Outstanding {
-    by_id: HashMap<String, OffsetDateTime>,
+    by_id: HashMap<String, SentRequest>,
     order: VecDeque<String>,
+}
+
+/// Until when a request's answer is accepted, and whether it came: an answered request is
+/// kept to its expiry so that a second answer is named a replay, not an unknown request.
+struct SentRequest {
+    expiry: OffsetDateTime,
+    answered: bool,
 }
 
 /// An IdP's parsed keys, with the metadata they were parsed from.
@@ -673,33 +682,56 @@ impl Service {
             }
         }
         let expiry = now + time::Duration::seconds(OUTSTANDING_REQUEST_SECONDS);
-        pending.by_id.insert(request.id.clone(), expiry);
+        pending.by_id.insert(
+            request.id.clone(),
+            SentRequest {
+                expiry,
+                answered: false,
+            },
+        );
         pending.order.push_back(request.id.clone());
         Ok(request.redirect_url(relay_state))
     }
 
-    fn expected_requests(&self, org_id: &str) -> ExpectedRequests {
+    /// The outstanding, unexpired request IDs among those the response names: a lookup per
+    /// named ID, not a copy of every outstanding one (up to 10,000 per org) per login.
+    fn expected_requests(&self, org_id: &str, parsed: &ParsedResponse) -> ExpectedRequests {
+        let now = self.now();
+        let outstanding = lock(&self.outstanding);
+        let Some(pending) = outstanding.get(org_id) else {
+            return ExpectedRequests::none();
+        };
+        parsed
+            .claimed_in_response_to()
+            .filter(|id| {
+                pending
+                    .by_id
+                    .get(*id)
+                    .is_some_and(|sent| !sent.answered && sent.expiry > now)
+            })
+            .collect()
+    }
+
+    /// Marks a request answered once its response was accepted: it answers once.
+    fn consume_request(&self, org_id: &str, id: &str) {
+        let mut outstanding = lock(&self.outstanding);
+        if let Some(sent) = outstanding
+            .get_mut(org_id)
+            .and_then(|pending| pending.by_id.get_mut(id))
+        {
+            sent.answered = true;
+        }
+    }
+
+    /// Whether a response to request `id` was already accepted (and the request has not
+    /// expired since).
+    fn was_answered(&self, org_id: &str, id: &str) -> bool {
         let now = self.now();
         let outstanding = lock(&self.outstanding);
         outstanding
             .get(org_id)
-            .map(|pending| {
-                pending
-                    .by_id
-                    .iter()
-                    .filter(|(_, expiry)| **expiry > now)
-                    .map(|(id, _)| id.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Forgets a request ID once its response was accepted: it answers once.
-    fn consume_request(&self, org_id: &str, id: &str) -> bool {
-        let mut outstanding = lock(&self.outstanding);
-        outstanding
-            .get_mut(org_id)
-            .is_some_and(|pending| pending.by_id.remove(id).is_some())
+            .and_then(|pending| pending.by_id.get(id))
+            .is_some_and(|sent| sent.answered && sent.expiry > now)
     }
 
     fn trust(
@@ -754,11 +786,22 @@ impl Service {
             clock_skew_seconds: org.clock_skew_seconds,
             allow_idp_initiated: org.allow_idp_initiated,
         };
-        let expected = self.expected_requests(&org.org_id);
+        let expected = self.expected_requests(&org.org_id, &parsed);
         let started = std::time::Instant::now();
         let result = parsed.validate(&trust, &sp, &expected, self.now());
         self.metrics.observe_validation(started.elapsed());
-        let login = result.map_err(|e| (Some(idp.idp_id.clone()), ApiError::from(e)))?;
+        let login = result.map_err(|error| {
+            // Rules run only on a verified signature: a valid response to a request that
+            // was already answered is a second use, and is named so.
+            let replayed = matches!(&error, SamlError::InResponseToMismatch { found }
+                if self.was_answered(&org.org_id, found));
+            let error = if replayed {
+                ApiError::replayed_request()
+            } else {
+                ApiError::from(error)
+            };
+            (Some(idp.idp_id.clone()), error)
+        })?;
         Ok((idp.idp_id.clone(), login))
     }
 

@@ -496,10 +496,26 @@ fn sp_initiated_login_answers_once() {
             .attribute(Attribute::new("lastName", ["Liddell"]));
         spec.signed_xml(&fixture_key("rsa2048").unwrap()).unwrap()
     };
-    let (status, answer) = server.post_login("acme", &answered("_first-answer"));
+    let first = answered("_first-answer");
+    let (status, answer) = server.post_login("acme", &first);
     assert_eq!(status, 200, "{answer}");
-    // A second response naming the same request (a fresh assertion) is refused.
-    let (status, refused) = server.post_login("acme", &answered("_second-answer"));
+    // The same response again, or a second one naming the answered request (a fresh
+    // assertion), is a replay.
+    for replay in [first, answered("_second-answer")] {
+        let (status, refused) = server.post_login("acme", &replay);
+        assert_eq!(
+            (status, refused["error"]["code"].as_str()),
+            (409, Some("replayed_assertion")),
+            "{refused}"
+        );
+    }
+    // A request this SP never sent is still a mismatch.
+    let spec = ResponseSpec::new(IDP, SP, ACS, "alice@example.com", OffsetDateTime::now_utc())
+        .ids(&random_id().unwrap(), "_unknown-request")
+        .in_response_to("_never-sent")
+        .attribute(Attribute::new("emailAddress", ["alice@example.com"]));
+    let unknown = spec.signed_xml(&fixture_key("rsa2048").unwrap()).unwrap();
+    let (status, refused) = server.post_login("acme", &unknown);
     assert_eq!(
         (status, refused["error"]["code"].as_str()),
         (422, Some("in_response_to_mismatch"))
