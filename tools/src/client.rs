@@ -77,8 +77,17 @@ impl Connection {
         request.push_str(&format!("Content-Length: {}\r\n\r\n", bytes.len()));
         let mut message = request.into_bytes();
         message.extend_from_slice(bytes);
-        let stream = self.reader.get_mut();
-        stream.write_all(&message).map_err(|e| e.to_string())?;
+        let written = self.reader.get_mut().write_all(&message);
+        // A request refused before its body is read (too large, no token) may be answered
+        // and the connection closed while the body is still going out: the write then
+        // fails, and the answer is already waiting to be read.
+        self.read_answer().map_err(|read_error| match written {
+            Err(write_error) => format!("{write_error} (then reading: {read_error})"),
+            Ok(()) => read_error,
+        })
+    }
+
+    fn read_answer(&mut self) -> Fallible<Answer> {
         let mut line = String::new();
         if self
             .reader
