@@ -113,8 +113,9 @@ fn escape(text: &str) -> String {
     escaped
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-fn url_encode(text: &str) -> String {
+/// Percent-encodes everything but RFC 3986 unreserved characters: query and form values,
+/// path segments.
+pub fn url_encode(text: &str) -> String {
     let mut encoded = String::with_capacity(text.len() * 3);
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {

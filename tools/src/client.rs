@@ -152,16 +152,5 @@ fn error_code(body: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters: form values and path
-/// segments.
-pub fn url_encode(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len() * 3);
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            encoded.push(byte as char);
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
-}
+/// Percent-encoding for form values and path segments: the service's own.
+pub use jitledger::saml::authn_request::url_encode;
