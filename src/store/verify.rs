@@ -191,7 +191,7 @@ pub fn check_chain<K: AsRef<[u8]>, V: AsRef<[u8]>>(
 const REBUILD_CHUNK_KEYS: usize = 131_072;
 
 /// Rebuild's projection writes for a stretch of the log: kept in memory, where later events
-/// of the stretch read them, then written in key order with one batch per tree. Users are
+/// of the stretch read them, then written in key order (see [`Chunk::write`]). Users are
 /// kept decoded, so that the many logins of one user cost no decode and encode each. Nothing
 /// else writes meanwhile (rebuild runs alone), so a key not pending is read from its tree.
 struct Chunk<'t> {
@@ -211,53 +211,55 @@ impl Chunk<'_> {
         self.users.len() + self.pending.len()
     }
 
+    /// Writes the chunk out in key order. The users and the other projections go to their
+    /// trees from two threads: sled's inserts take most of a rebuild's time, and inserts
+    /// into different trees run side by side.
     fn write(&mut self) -> Result<(), sled::Error> {
         let mut users: Vec<_> = self.users.drain().collect();
         users.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
         self.written_users
             .extend(users.iter().map(|(key, _)| self.hasher.hash_one(key)));
-        let users = users
-            .into_iter()
-            .map(|(key, user)| (key, user.map(|user| encode(&user))));
-        write_sorted(&self.trees.users, users)?;
-        for projection in Projection::ALL {
-            let start = (projection, Vec::new());
-            let entries = self
-                .pending
-                .range(start..)
-                .take_while(|((p, _), _)| *p == projection)
-                .map(|((_, key), value)| (key.as_slice(), value.as_deref()));
-            write_sorted(self.trees.projection(projection), entries)?;
-        }
+        let (trees, pending) = (self.trees, &self.pending);
+        let written = std::thread::scope(|scope| {
+            let users = scope.spawn(move || {
+                let users = users
+                    .into_iter()
+                    .map(|(key, user)| (key, user.map(|user| encode(&user))));
+                write_sorted(&trees.users, users)
+            });
+            let others = Projection::ALL.into_iter().try_for_each(|projection| {
+                let start = (projection, Vec::new());
+                let entries = pending
+                    .range(start..)
+                    .take_while(|((p, _), _)| *p == projection)
+                    .map(|((_, key), value)| (key.as_slice(), value.as_deref()));
+                write_sorted(trees.projection(projection), entries)
+            });
+            let users = users
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            users.and(others)
+        });
         self.pending.clear();
-        Ok(())
+        written
     }
 }
 
-/// Keys one `sled::Batch` of rebuild's writes holds. One batch for a whole chunk holds every
-/// node it splits until it ends, so that sled cannot reuse their memory: 100,000 users in
-/// one batch grew the process by 700 MiB of fresh pages.
-const WRITE_BATCH_KEYS: usize = 4096;
-
-/// Writes (key, value or removal) pairs, in key order, in batches of [`WRITE_BATCH_KEYS`].
-fn write_sorted<K: Into<sled::IVec>, V: Into<sled::IVec>>(
+/// Writes (key, value or removal) pairs in key order, one sled insert each. Not a
+/// `sled::Batch`: applying one takes sled's global write lock, so two trees could not be
+/// written at once, and it holds every node it splits until it ends. A rebuild needs no
+/// batch's atomicity: the `rebuilding` mark makes the next open redo an unfinished one.
+fn write_sorted<K: AsRef<[u8]> + Into<sled::IVec>, V: Into<sled::IVec>>(
     tree: &sled::Tree,
     entries: impl Iterator<Item = (K, Option<V>)>,
 ) -> Result<(), sled::Error> {
-    let mut batch = sled::Batch::default();
-    let mut keys = 0;
     for (key, value) in entries {
         match value {
-            Some(value) => batch.insert(key, value),
-            None => batch.remove(key),
-        }
-        keys += 1;
-        if keys == WRITE_BATCH_KEYS {
-            tree.apply_batch(std::mem::take(&mut batch))?;
-            keys = 0;
-        }
+            Some(value) => tree.insert(key, value)?,
+            None => tree.remove(key)?,
+        };
     }
-    tree.apply_batch(batch)
+    Ok(())
 }
 
 impl ProjectionStore for Chunk<'_> {
