@@ -20,6 +20,17 @@ pub enum KeyKind {
     EcdsaP384,
 }
 
+impl std::fmt::Display for KeyKind {
+    /// The names admins read in the IdP view: `RSA-2048`, `EC-P256`, `EC-P384`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyKind::Rsa { modulus_bits } => write!(f, "RSA-{modulus_bits}"),
+            KeyKind::EcdsaP256 => f.write_str("EC-P256"),
+            KeyKind::EcdsaP384 => f.write_str("EC-P384"),
+        }
+    }
+}
+
 /// A signature algorithm of XML-DSig, as named by its SignatureMethod URI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignatureAlgorithm {
@@ -275,6 +286,19 @@ mod tests {
             key.fingerprint_hex(),
             "C5:1C:FA:06:C7:A4:97:67:F6:EA:B1:82:38:EA:E1:C5:67:08:E2:92:64:DA:3D:11:F5:38:A1:2C:D2:C3:57:BA"
         );
+    }
+
+    #[test]
+    fn key_kinds_have_stable_names() {
+        let names: Vec<String> = [
+            KeyKind::Rsa { modulus_bits: 3072 },
+            KeyKind::EcdsaP256,
+            KeyKind::EcdsaP384,
+        ]
+        .iter()
+        .map(KeyKind::to_string)
+        .collect();
+        assert_eq!(names, ["RSA-3072", "EC-P256", "EC-P384"]);
     }
 
     #[test]

@@ -277,7 +277,7 @@ pub struct CertificateView {
     /// RFC 3339.
     pub not_after: Option<String>,
     pub subject: String,
-    /// The key type, e.g. `Rsa { modulus_bits: 2048 }` or `EcdsaP256`.
+    /// The key's algorithm and size: `RSA-2048`, `EC-P256` or `EC-P384`.
     pub key: String,
 }
 
@@ -286,7 +286,7 @@ pub fn signing_key(key: &SigningKey) -> CertificateView {
         sha256_fingerprint: key.fingerprint_hex(),
         not_after: instant_text(key.not_after_unix() as i128 * 1_000_000_000),
         subject: key.subject().to_string(),
-        key: format!("{:?}", key.kind()),
+        key: key.kind().to_string(),
     }
 }
 
