@@ -274,6 +274,27 @@ fn rebuild_equals_the_incremental_projections() {
 }
 
 #[test]
+fn rebuild_writes_every_user_of_a_chunk_larger_than_one_thread_takes() {
+    // More users than the runs of users the two writing threads take, so that both write.
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    store.append_blocking(org_created()).unwrap();
+    let users = 1_500;
+    for n in 0..users {
+        let user = format!("user-{n:04}");
+        let events = vec![provisioned(&user, "Admin", Vec::new()), recorded(n)];
+        store
+            .append_blocking(user_append(&user, 0, events, n))
+            .unwrap();
+    }
+    let before = store.users("acme", None, 2_000).unwrap();
+    assert_eq!(before.len(), users as usize);
+    store.rebuild(|_, _| {}).unwrap();
+    assert_eq!(store.users("acme", None, 2_000).unwrap(), before);
+    store.verify().unwrap();
+}
+
+#[test]
 fn a_rebuild_that_did_not_finish_is_finished_by_the_next_open() {
     let dir = populated_and_closed();
     {

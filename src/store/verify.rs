@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::provisioning::user::UserState;
 
@@ -211,22 +212,34 @@ impl Chunk<'_> {
         self.users.len() + self.pending.len()
     }
 
-    /// Writes the chunk out in key order. The users and the other projections go to their
-    /// trees from two threads: sled's inserts take most of a rebuild's time, and inserts
-    /// into different trees run side by side.
+    /// Writes the chunk out in key order from two threads: sled's inserts take most of a
+    /// rebuild's time, and plain inserts run side by side. One thread writes the index
+    /// trees while the other starts on the users; then both take runs of users until none
+    /// are left, so that neither waits for the other.
     fn write(&mut self) -> Result<(), sled::Error> {
         let mut users: Vec<_> = self.users.drain().collect();
         users.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
         self.written_users
             .extend(users.iter().map(|(key, _)| self.hasher.hash_one(key)));
         let (trees, pending) = (self.trees, &self.pending);
+        let taken = AtomicUsize::new(0);
+        let write_users = || -> Result<(), sled::Error> {
+            loop {
+                let start = taken.fetch_add(USERS_PER_TAKE, Ordering::Relaxed);
+                let Some(run) = users.get(start..users.len().min(start + USERS_PER_TAKE)) else {
+                    return Ok(());
+                };
+                if run.is_empty() {
+                    return Ok(());
+                }
+                let run = run
+                    .iter()
+                    .map(|(key, user)| (key.as_slice(), user.as_ref().map(encode)));
+                write_sorted(&trees.users, run)?;
+            }
+        };
         let written = std::thread::scope(|scope| {
-            let users = scope.spawn(move || {
-                let users = users
-                    .into_iter()
-                    .map(|(key, user)| (key, user.map(|user| encode(&user))));
-                write_sorted(&trees.users, users)
-            });
+            let helper = scope.spawn(write_users);
             let others = Projection::ALL.into_iter().try_for_each(|projection| {
                 let start = (projection, Vec::new());
                 let entries = pending
@@ -235,15 +248,19 @@ impl Chunk<'_> {
                     .map(|((_, key), value)| (key.as_slice(), value.as_deref()));
                 write_sorted(trees.projection(projection), entries)
             });
-            let users = users
+            let mine = others.and_then(|()| write_users());
+            let helped = helper
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            users.and(others)
+            mine.and(helped)
         });
         self.pending.clear();
         written
     }
 }
+
+/// Users one thread of [`Chunk::write`] takes at a time.
+const USERS_PER_TAKE: usize = 512;
 
 /// Writes (key, value or removal) pairs in key order, one sled insert each. Not a
 /// `sled::Batch`: applying one takes sled's global write lock, so two trees could not be
