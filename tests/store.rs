@@ -229,6 +229,95 @@ fn an_assertion_can_be_appended_once_even_after_restart() {
     assert_eq!(store.prune_assertions(1_003).unwrap(), 2);
 }
 
+/// Copies a closed store's sled files (everything but the segment files of `log/`).
+fn copy_sled_files(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_name() == "log" {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_sled_files(&source, &target);
+        } else {
+            std::fs::copy(&source, &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn events_synced_to_the_files_but_not_indexed_by_sled_are_indexed_on_open() {
+    // A crash after the segment file's sync and before sled's: the files hold the batch,
+    // sled is as it was before it.
+    let dir = populated_and_closed();
+    let before = tempfile::tempdir().unwrap();
+    copy_sled_files(dir.path(), before.path());
+    {
+        let store = open(&dir);
+        store
+            .append_blocking(user_append("alice", 2, vec![recorded(9)], 9))
+            .unwrap();
+        store.close().unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "log" {
+            let path = entry.path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(path).unwrap();
+            } else {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+    }
+    copy_sled_files(before.path(), dir.path());
+    let store = open(&dir);
+    assert_eq!(store.head().unwrap().0, 12);
+    assert_eq!(
+        store.stream_version("acme", &user_stream("alice")).unwrap(),
+        3
+    );
+    let alice = store.user("acme", "alice").unwrap().unwrap();
+    assert_eq!(alice.version, 3);
+    // The replay guard came back with the event.
+    assert_eq!(
+        store.append_blocking(user_append("alice", 3, vec![recorded(9)], 9)),
+        Err(AppendError::ReplayedAssertion {
+            assertion_id: "_a9".into()
+        })
+    );
+    store.verify().unwrap();
+}
+
+#[test]
+fn a_store_with_its_events_in_a_sled_tree_moves_them_into_segment_files() {
+    // The layout before segment files: the envelopes in a sled tree `events`, seq → bytes.
+    let dir = populated_and_closed();
+    let file = std::fs::read(segment_path(&dir)).unwrap();
+    std::fs::remove_dir_all(dir.path().join("log")).unwrap();
+    {
+        let db = raw_sled(&dir);
+        let events = db.open_tree("events").unwrap();
+        for (seq, range) in records_in(&file) {
+            events
+                .insert(seq.to_be_bytes(), &file[range.start + 16..range.end])
+                .unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let store = open(&dir);
+    assert_eq!(store.verify().unwrap().events, 11);
+    assert_eq!(std::fs::read(segment_path(&dir)).unwrap().len(), file.len());
+    store
+        .append_blocking(user_append("alice", 2, vec![recorded(9)], 9))
+        .unwrap();
+    store.close().unwrap();
+    let db = raw_sled(&dir);
+    assert!(!db.tree_names().iter().any(|name| name == b"events"));
+}
+
 #[test]
 fn streams_must_start_right() {
     let dir = tempfile::tempdir().unwrap();
@@ -317,14 +406,37 @@ fn a_rebuild_that_did_not_finish_is_finished_by_the_next_open() {
 
 // ---- Tamper evidence: verify names the first bad seq.
 
-/// Closes the store, edits the raw events tree, and verifies a reopened store.
-fn tampered(edit: impl FnOnce(&sled::Tree)) -> VerifyFailure {
-    let dir = populated_and_closed();
-    {
-        let db = raw_sled(&dir);
-        edit(&db.open_tree("events").unwrap());
-        db.flush().unwrap();
+/// The one segment file of a small store's log.
+fn segment_path(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    dir.path().join("log").join(format!("{:020}.seg", 1))
+}
+
+/// The records of a segment file as its format defines them (a 16-byte header: payload
+/// length with the batch-end flag in its top bit, CRC, seq; then the payload): (seq, the
+/// record's byte range).
+fn records_in(file: &[u8]) -> Vec<(u64, std::ops::Range<usize>)> {
+    let mut records = Vec::new();
+    let mut at = 0;
+    while at < file.len() {
+        let word = u32::from_be_bytes(file[at..at + 4].try_into().unwrap());
+        let length = (word & !(1 << 31)) as usize;
+        let seq = u64::from_be_bytes(file[at + 8..at + 16].try_into().unwrap());
+        records.push((seq, at..at + 16 + length));
+        at += 16 + length;
     }
+    records
+}
+
+/// Closes the store, edits its segment file (given the file's bytes and its records), and
+/// verifies a reopened store.
+fn tampered(edit: impl FnOnce(&mut Vec<u8>, &[(u64, std::ops::Range<usize>)])) -> VerifyFailure {
+    let dir = populated_and_closed();
+    let path = segment_path(&dir);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let records = records_in(&bytes);
+    assert_eq!(records.len(), 11);
+    edit(&mut bytes, &records);
+    std::fs::write(&path, &bytes).unwrap();
     open(&dir).verify().unwrap_err()
 }
 
@@ -339,16 +451,16 @@ fn raw_sled(dir: &tempfile::TempDir) -> sled::Db {
     panic!("sled directory stays locked")
 }
 
-fn seq_key(seq: u64) -> [u8; 8] {
-    seq.to_be_bytes()
+/// The file without the record at `index`.
+fn without(bytes: &[u8], records: &[(u64, std::ops::Range<usize>)], index: usize) -> Vec<u8> {
+    let range = records[index].1.clone();
+    [&bytes[..range.start], &bytes[range.end..]].concat()
 }
 
 #[test]
 fn flipping_a_byte_of_a_stored_event_fails_verify_at_its_seq() {
-    let failure = tampered(|events| {
-        let mut bytes = events.get(seq_key(5)).unwrap().unwrap().to_vec();
-        bytes[40] ^= 0x01;
-        events.insert(seq_key(5), bytes).unwrap();
+    let failure = tampered(|bytes, records| {
+        bytes[records[4].1.start + 16 + 40] ^= 0x01;
     });
     assert!(
         matches!(failure, VerifyFailure::Chain { seq: 5, .. }),
@@ -358,15 +470,19 @@ fn flipping_a_byte_of_a_stored_event_fails_verify_at_its_seq() {
 
 #[test]
 fn flipping_any_byte_of_any_event_breaks_the_chain_at_its_seq() {
+    // The chain alone (without the segment files' checksums) catches every flipped bit of
+    // every envelope: the files' checksums are not what tamper evidence rests on.
     let dir = populated_and_closed();
-    let records: Vec<(Vec<u8>, Vec<u8>)> = {
-        let db = raw_sled(&dir);
-        let events = db.open_tree("events").unwrap();
-        events
-            .iter()
-            .map(|entry| entry.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
-            .collect()
-    };
+    let file = std::fs::read(segment_path(&dir)).unwrap();
+    let records: Vec<([u8; 8], Vec<u8>)> = records_in(&file)
+        .into_iter()
+        .map(|(seq, range)| {
+            (
+                seq.to_be_bytes(),
+                file[range.start + 16..range.end].to_vec(),
+            )
+        })
+        .collect();
     let hasher = ChainHasher::Sha256;
     let intact = check_chain(
         records.iter().cloned().map(Ok),
@@ -391,9 +507,7 @@ fn flipping_any_byte_of_any_event_breaks_the_chain_at_its_seq() {
 
 #[test]
 fn deleting_an_event_is_detected_at_its_seq() {
-    let failure = tampered(|events| {
-        events.remove(seq_key(7)).unwrap();
-    });
+    let failure = tampered(|bytes, records| *bytes = without(bytes, records, 6));
     assert!(
         matches!(failure, VerifyFailure::Chain { seq: 7, .. }),
         "{failure:?}"
@@ -402,9 +516,7 @@ fn deleting_an_event_is_detected_at_its_seq() {
 
 #[test]
 fn deleting_the_last_event_is_detected() {
-    let failure = tampered(|events| {
-        events.remove(seq_key(11)).unwrap();
-    });
+    let failure = tampered(|bytes, records| *bytes = without(bytes, records, 10));
     assert!(
         matches!(failure, VerifyFailure::Chain { seq: 11, .. }),
         "{failure:?}"
@@ -413,11 +525,16 @@ fn deleting_the_last_event_is_detected() {
 
 #[test]
 fn reordering_two_events_is_detected_at_the_first() {
-    let failure = tampered(|events| {
-        let four = events.get(seq_key(4)).unwrap().unwrap();
-        let six = events.get(seq_key(6)).unwrap().unwrap();
-        events.insert(seq_key(4), six).unwrap();
-        events.insert(seq_key(6), four).unwrap();
+    let failure = tampered(|bytes, records| {
+        let (four, six) = (records[3].1.clone(), records[5].1.clone());
+        *bytes = [
+            &bytes[..four.start],
+            &bytes[six.clone()],
+            &bytes[four.end..six.start],
+            &bytes[four.clone()],
+            &bytes[six.end..],
+        ]
+        .concat();
     });
     assert!(
         matches!(failure, VerifyFailure::Chain { seq: 4, .. }),

@@ -10,23 +10,18 @@ use std::path::Path;
 
 use ring::digest;
 
-use super::envelope::{self, Cause, Envelope};
+use super::envelope::{self, Envelope};
 use super::projections::InMemory;
 use super::verify::{VerifyFailure, check_chain};
-use super::{
-    ChainHasher, META_LAST_HASH, META_LAST_RECORDED_AT, META_LAST_SEQ, Store, StoreError, corrupt,
-    keys,
-};
+use super::{ChainHasher, Store, StoreError, corrupt, keys};
 
 const MAGIC: &[u8] = b"JITLEDGER-LOG\n";
 const EXPORT_FORMAT: u8 = 1;
 const TRAILER: &[u8] = b"END\n";
 /// One record at most: a 4 MiB metadata document plus its envelope.
 const RECORD_BYTES_MAX: u32 = 8 * 1024 * 1024;
-/// How long an imported assertion ID still refuses replays after it was recorded. The
-/// export does not carry each assertion's own NotOnOrAfter; a day is longer than any IdP's
-/// assertion lifetime.
-const IMPORTED_GUARD_NANOS: i128 = 24 * 3600 * 1_000_000_000;
+/// Events an import writes and indexes at a time.
+const IMPORT_CHUNK_RECORDS: usize = 4096;
 
 /// Why an export file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -65,8 +60,9 @@ impl Store {
         write(MAGIC)?;
         write(&[EXPORT_FORMAT])?;
         let mut count: u64 = 0;
-        for entry in self.trees().events.iter() {
-            let (_, bytes) = entry?;
+        let (head, _) = self.head()?;
+        for record in self.records(1, head) {
+            let (_, bytes) = record?;
             let length = u32::try_from(bytes.len()).map_err(|_| corrupt("record too long"))?;
             write(&length.to_be_bytes())?;
             write(&bytes)?;
@@ -97,41 +93,30 @@ impl Store {
             Ok((keys::seq(envelope.seq).to_vec(), bytes.clone()))
         });
         let (count, last_hash) = check_chain(chain_input, self.hasher(), &mut InMemory::new())?;
-        let trees = self.trees();
-        let mut last_recorded_at = i128::MIN;
-        for bytes in &records {
-            let envelope = envelope::decode(bytes).map_err(StoreError::from)?;
-            index(trees, &envelope, bytes)?;
-            last_recorded_at = envelope.recorded_at;
+        // Written and indexed a chunk at a time, as the writer does a batch: a crash leaves
+        // at most one chunk for the next open to index.
+        for (chunk_index, chunk) in records.chunks(IMPORT_CHUNK_RECORDS).enumerate() {
+            let first = (chunk_index * IMPORT_CHUNK_RECORDS) as u64 + 1;
+            let chunk: Vec<(u64, Vec<u8>)> = (first..).zip(chunk.iter().cloned()).collect();
+            let framed: Vec<(u64, &[u8])> = chunk
+                .iter()
+                .map(|(seq, bytes)| (*seq, bytes.as_slice()))
+                .collect();
+            self.log.append(&framed)?;
+            super::index_records(self.trees(), self.hasher(), &chunk)?;
         }
-        trees.meta.insert(META_LAST_SEQ, &count.to_be_bytes())?;
-        trees.meta.insert(META_LAST_HASH, &last_hash)?;
-        trees
-            .meta
-            .insert(META_LAST_RECORDED_AT, &last_recorded_at.to_be_bytes())?;
-        self.rebuild(|_, _| {})?;
+        let (head, head_hash) = self.head()?;
+        if (head, head_hash) != (count, last_hash) {
+            return Err(
+                StoreError::Corrupt("imported log does not end at its last event".into()).into(),
+            );
+        }
+        self.db.flush().map_err(StoreError::from)?;
         super::durability::Syncer::new(self.path())
             .sync()
             .map_err(StoreError::from)?;
         Ok(count)
     }
-}
-
-/// Stores one imported envelope with its stream index, head and replay guard.
-fn index(trees: &super::Trees, envelope: &Envelope, bytes: &[u8]) -> Result<(), StoreError> {
-    trees.events.insert(keys::seq(envelope.seq), bytes)?;
-    let entry = keys::stream_entry(&envelope.org_id, &envelope.stream, envelope.stream_version);
-    trees.streams.insert(entry, &keys::seq(envelope.seq))?;
-    let head = keys::head(&envelope.org_id, &envelope.stream);
-    trees
-        .heads
-        .insert(head, &envelope.stream_version.to_be_bytes())?;
-    if let Cause::Login { assertion_id, .. } = &envelope.cause {
-        let expiry = envelope.recorded_at.saturating_add(IMPORTED_GUARD_NANOS);
-        let key = keys::assertion(&envelope.org_id, assertion_id);
-        trees.assertions.insert(key, &expiry.to_be_bytes())?;
-    }
-    Ok(())
 }
 
 /// Reads and checks an export file: magic, format, every record, the count and the

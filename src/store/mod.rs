@@ -1,11 +1,13 @@
-//! The event log on sled: one writer thread appends batches of requests in one transaction
-//! (events, stream index, heads, replay guard, projections), flushes once, makes the files
-//! durable, and only then answers every request of the batch.
+//! The event log: envelopes in append-only segment files ([`segments`]), everything looked
+//! up by key in sled (stream index, heads, replay guards, projections). One writer thread
+//! takes batches of requests, writes their events to the segment files and syncs them,
+//! indexes and projects them in one sled transaction, flushes and syncs sled, and only then
+//! answers every request of the batch.
 //!
 //! What an acknowledged append promises: its events, the chain through them and the
-//! projections they change are on the device (sled's flush, then `fdatasync` of the files it
-//! writes), so they survive a process crash and a power loss of a device that honours
-//! flushes.
+//! projections they change are on the device (`fdatasync` of the segment file; sled's flush,
+//! then `fdatasync` of the files it writes), so they survive a process crash and a power
+//! loss of a device that honours flushes.
 
 pub mod conformance;
 pub mod durability;
@@ -13,9 +15,11 @@ pub mod envelope;
 pub mod export;
 pub mod history;
 pub mod keys;
+mod migrate;
 mod org_cache;
 pub mod projections;
 mod scan;
+pub mod segments;
 pub mod verify;
 mod writer;
 
@@ -196,7 +200,6 @@ impl ProjectionReads for Store {
 /// The trees of the store.
 #[derive(Debug, Clone)]
 pub(crate) struct Trees {
-    pub events: sled::Tree,
     pub streams: sled::Tree,
     pub heads: sled::Tree,
     pub assertions: sled::Tree,
@@ -210,7 +213,6 @@ pub(crate) struct Trees {
 impl Trees {
     fn open(db: &sled::Db) -> Result<Trees, sled::Error> {
         Ok(Trees {
-            events: db.open_tree("events")?,
             streams: db.open_tree("streams")?,
             heads: db.open_tree("heads")?,
             assertions: db.open_tree("assertions")?,
@@ -232,6 +234,61 @@ impl Trees {
     }
 }
 
+/// Indexes and projects events that are in the segment files past sled's last seq: those a
+/// crash left there (synced, while sled's transaction for them was not; at most one batch),
+/// and those an import just wrote. They must continue the chain from sled's last seq.
+fn index_records(
+    trees: &Trees,
+    hasher: &ChainHasher,
+    records: &[(u64, Vec<u8>)],
+) -> Result<(), StoreError> {
+    let (mut seq, mut hash) = writer::read_head(&trees.meta)?;
+    let mut recorded_at = writer::read_recorded_at(&trees.meta)?;
+    let mut indexed = Vec::with_capacity(records.len());
+    for (record_seq, bytes) in records {
+        let envelope = envelope::decode(bytes)?;
+        if *record_seq != seq + 1
+            || envelope.seq != *record_seq
+            || envelope.prev_hash != hash
+            || !envelope::check_hash(bytes, &hash, hasher)
+        {
+            return Err(corrupt(&format!(
+                "event {record_seq} past the indexed end does not continue the chain"
+            )));
+        }
+        (seq, hash, recorded_at) = (envelope.seq, envelope.hash, envelope.recorded_at);
+        indexed.push(writer::Indexed {
+            head: (
+                keys::head(&envelope.org_id, &envelope.stream),
+                envelope.stream_version,
+            ),
+            guard: recovered_guard(&envelope),
+            envelopes: vec![envelope],
+        });
+    }
+    let end = writer::LastEnd {
+        seq,
+        hash,
+        recorded_at,
+    };
+    writer::index(trees, &indexed, &end).map_err(StoreError::Corrupt)
+}
+
+/// How long a replay guard restored from the log lasts: the assertion's own NotOnOrAfter
+/// is not in its events, and no IdP's assertion is valid for a day.
+const RECOVERED_GUARD_NANOS: i128 = 24 * 3600 * 1_000_000_000;
+
+/// The replay guard of a login's event, restored from the log (import, crash recovery).
+pub(crate) fn recovered_guard(envelope: &Envelope) -> Option<(Vec<u8>, i128)> {
+    match &envelope.cause {
+        Cause::Login { assertion_id, .. } => Some((
+            keys::assertion(&envelope.org_id, assertion_id),
+            envelope.recorded_at.saturating_add(RECOVERED_GUARD_NANOS),
+        )),
+        _ => None,
+    }
+}
+
 /// `meta` keys.
 pub(crate) const META_LAST_SEQ: &[u8] = b"last_seq";
 pub(crate) const META_LAST_HASH: &[u8] = b"last_hash";
@@ -244,6 +301,7 @@ pub(crate) const META_REBUILDING: &[u8] = b"rebuilding";
 pub struct Store {
     db: sled::Db,
     trees: Trees,
+    log: Arc<segments::SegmentLog>,
     hasher: ChainHasher,
     sender: Option<SyncSender<writer::Job>>,
     writer: Option<std::thread::JoinHandle<()>>,
@@ -268,10 +326,19 @@ impl Store {
             Some(key) => ChainHasher::keyed(key),
             None => ChainHasher::Sha256,
         };
+        migrate::events_tree_to_segments(&db, &config.path)?;
+        let (acknowledged, _) = writer::read_head(&trees.meta)?;
+        let recovered = segments::SegmentLog::open(&config.path, acknowledged)?;
+        if !recovered.unindexed.is_empty() {
+            index_records(&trees, &hasher, &recovered.unindexed)?;
+            db.flush()?;
+            durability::Syncer::new(&config.path).sync()?;
+        }
         durability::sync_directory(&config.path)?;
         let mut store = Store {
             db,
             trees,
+            log: Arc::new(recovered.log),
             hasher,
             sender: None,
             writer: None,
@@ -289,9 +356,13 @@ impl Store {
     }
 
     fn start_writer(&mut self) -> Result<(), StoreError> {
+        let storage = writer::Storage {
+            db: self.db.clone(),
+            trees: self.trees.clone(),
+            log: Arc::clone(&self.log),
+        };
         let (sender, handle) = writer::spawn(
-            self.db.clone(),
-            self.trees.clone(),
+            storage,
             self.hasher.clone(),
             self.path.clone(),
             Arc::clone(&self.stats),
@@ -370,13 +441,17 @@ impl Store {
 
     /// Envelopes with `seq > after`, in order, at most `limit`.
     pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Envelope>, StoreError> {
-        let start = keys::seq(after.saturating_add(1));
-        self.trees
-            .events
-            .range(start..)
-            .take(limit)
-            .map(|entry| Ok(envelope::decode(&entry?.1)?))
+        let (head, _) = self.head()?;
+        let through = head.min(after.saturating_add(limit as u64));
+        self.log
+            .read(after.saturating_add(1), through)
+            .map(|record| Ok(envelope::decode(&record?.1)?))
             .collect()
+    }
+
+    /// The stored bytes of every event from `from` through `through`, in order.
+    pub(crate) fn records(&self, from: u64, through: u64) -> segments::Records<'_> {
+        self.log.read(from, through)
     }
 
     /// The envelopes of one stream, in order; `up_to_seq` cuts it for history and as-of.
@@ -401,11 +476,11 @@ impl Store {
             if up_to_seq.is_some_and(|last| seq > last) {
                 break;
             }
-            let bytes = self
-                .trees
-                .events
-                .get(keys::seq(seq))?
-                .ok_or_else(|| corrupt("indexed event missing"))?;
+            let (_, bytes) = self
+                .log
+                .read(seq, seq)
+                .next()
+                .ok_or_else(|| corrupt("indexed event missing"))??;
             envelopes.push(envelope::decode(&bytes)?);
         }
         Ok(envelopes)

@@ -50,12 +50,17 @@ impl Store {
     /// Checks the chain from genesis and the projections against a fresh fold.
     pub fn verify(&self) -> Result<VerifyReport, VerifyFailure> {
         let mut fold = InMemory::new();
-        let (events, running) = with_scan(&self.trees().events, |records| {
-            let records =
-                records.map(|record| record.map_err(|e| VerifyFailure::Storage(e.to_string())));
+        let (head_seq, head_hash) = self.head()?;
+        let records = self.records(1, head_seq).map(|record| match record {
+            Ok((seq, bytes)) => Ok((keys::seq(seq), bytes)),
+            Err(error) => Err(VerifyFailure::Chain {
+                seq: error.seq,
+                reason: error.reason,
+            }),
+        });
+        let (events, running) = with_scan(records, |records| {
             check_chain(records, self.hasher(), &mut fold)
         })?;
-        let (head_seq, head_hash) = self.head()?;
         if head_seq != events || head_hash != running {
             return Err(VerifyFailure::Chain {
                 seq: events + 1,
@@ -124,7 +129,7 @@ impl Store {
             written_users: HashSet::new(),
             hasher: RandomState::new(),
         };
-        let done = with_scan(&trees.events, |records| {
+        let done = with_scan(self.records(1, total), |records| {
             let mut done = 0;
             for record in records {
                 let (_, bytes) = record?;

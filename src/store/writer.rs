@@ -1,7 +1,9 @@
-//! The single writer: takes queued append requests in batches, commits each batch in one
-//! sled transaction, flushes once, syncs, then answers. Group commit: many concurrent
-//! logins share one flush.
+//! The single writer: takes queued append requests in batches, decides each batch, writes
+//! its events to the log files and syncs them, indexes and projects them in one sled
+//! transaction, flushes and syncs sled, then answers. Group commit: many concurrent logins
+//! share one sync of each.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,6 +13,8 @@ use sled::Transactional;
 use sled::transaction::{
     ConflictableTransactionError, TransactionalTree, UnabortableTransactionError,
 };
+
+use super::segments::SegmentLog;
 
 use super::envelope::{CONFIG_STREAM, ChainHasher, Envelope, GENESIS_HASH, Unsealed};
 use super::org_cache::OrgCache;
@@ -52,9 +56,15 @@ pub struct WriterStats {
     pub failed: AtomicBool,
 }
 
+/// What the writer writes to: the log files, then sled.
+pub(crate) struct Storage {
+    pub db: sled::Db,
+    pub trees: Trees,
+    pub log: Arc<SegmentLog>,
+}
+
 pub(crate) fn spawn(
-    db: sled::Db,
-    trees: Trees,
+    storage: Storage,
     hasher: ChainHasher,
     path: PathBuf,
     stats: Arc<WriterStats>,
@@ -65,8 +75,7 @@ pub(crate) fn spawn(
         .name("jitledger-writer".into())
         .spawn(move || {
             run(
-                &db,
-                &trees,
+                &storage,
                 &hasher,
                 durability::Syncer::new(&path),
                 &receiver,
@@ -78,8 +87,7 @@ pub(crate) fn spawn(
 }
 
 fn run(
-    db: &sled::Db,
-    trees: &Trees,
+    storage: &Storage,
     hasher: &ChainHasher,
     mut syncer: durability::Syncer,
     receiver: &Receiver<Job>,
@@ -110,7 +118,7 @@ fn run(
                 .iter()
                 .map(|_| Err(AppendError::Storage(reason.clone())))
                 .collect(),
-            None => match commit(trees, hasher, &batch).and_then(|replies| {
+            None => match commit(&storage.trees, &storage.log, hasher, &batch).and_then(|replies| {
                 // Readers see the committed configuration from here on, durable or not
                 // (as they see every committed value); the cache must not hide it.
                 for (job, reply) in batch.iter().zip(&replies) {
@@ -119,7 +127,7 @@ fn run(
                     }
                 }
                 let started = std::time::Instant::now();
-                db.flush().map_err(|e| e.to_string())?;
+                storage.db.flush().map_err(|e| e.to_string())?;
                 syncer.sync().map_err(|e| e.to_string())?;
                 let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 stats.durable_nanos.fetch_add(nanos, Ordering::Relaxed);
@@ -166,19 +174,6 @@ pub(crate) fn read_head(meta: &sled::Tree) -> Result<(u64, [u8; 32]), StoreError
         None => GENESIS_HASH,
     };
     Ok((seq, hash))
-}
-
-type TxResult<T> = Result<T, ConflictableTransactionError<String>>;
-
-fn tx_u64(tree: &TransactionalTree, key: &[u8]) -> TxResult<u64> {
-    match tree.get(key)? {
-        Some(bytes) => bytes
-            .as_ref()
-            .try_into()
-            .map(u64::from_be_bytes)
-            .map_err(|_| ConflictableTransactionError::Abort("corrupt u64 value".to_string())),
-        None => Ok(0),
-    }
 }
 
 /// The projection trees of a transaction.
@@ -257,10 +252,142 @@ fn check_shape(request: &AppendRequest, version: u64) -> Result<(), AppendError>
     }
 }
 
-/// Commits a batch in one transaction; each request gets its envelopes or its refusal.
-fn commit(trees: &Trees, hasher: &ChainHasher, batch: &[Job]) -> Result<Vec<Reply>, String> {
+/// What one accepted append writes to sled besides its events: the stream index, the head
+/// and the replay guard, and (through `project`) the projections.
+pub(crate) struct Indexed {
+    pub envelopes: Vec<Envelope>,
+    pub head: (Vec<u8>, u64),
+    pub guard: Option<(Vec<u8>, i128)>,
+}
+
+/// The log's end after a batch, as `meta` records it.
+pub(crate) struct LastEnd {
+    pub seq: u64,
+    pub hash: [u8; 32],
+    pub recorded_at: i128,
+}
+
+/// Decides a batch, writes its events to the log files (synced), then indexes and projects
+/// them in one sled transaction. Each request gets its envelopes or its refusal.
+///
+/// The decisions (version checks, replay guards, the chain) read sled outside the
+/// transaction: this thread is the only writer, and what the batch itself changes is kept
+/// aside, so they see what the transaction will. The files come first so that sled never
+/// indexes an event the files lack; events the files hold past sled's last seq (a crash
+/// between the two) are indexed when the store is next opened.
+fn commit(
+    trees: &Trees,
+    log: &SegmentLog,
+    hasher: &ChainHasher,
+    batch: &[Job],
+) -> Result<Vec<Reply>, String> {
+    let storage = |error: StoreError| error.to_string();
+    let (mut last_seq, mut last_hash) = read_head(&trees.meta).map_err(storage)?;
+    // recorded_at never goes back, so that a time bound cuts the log at one seq.
+    let mut last_recorded_at = read_recorded_at(&trees.meta).map_err(storage)?;
+    let mut heads: HashMap<Vec<u8>, u64> = HashMap::new();
+    let mut guards: HashSet<Vec<u8>> = HashSet::new();
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut accepted = Vec::new();
+    let mut records: Vec<(u64, Vec<u8>)> = Vec::new();
+    for job in batch {
+        let request = &job.request;
+        let head_key = keys::head(&request.org_id, &request.stream);
+        let actual = match heads.get(&head_key) {
+            Some(version) => *version,
+            None => read_u64(&trees.heads, &head_key).map_err(storage)?,
+        };
+        if actual != request.expected_version {
+            replies.push(Err(AppendError::Conflict {
+                expected: request.expected_version,
+                actual,
+            }));
+            continue;
+        }
+        if let Err(refusal) = check_shape(request, actual) {
+            replies.push(Err(refusal));
+            continue;
+        }
+        let guard = match &request.assertion {
+            Some(guard) => {
+                let key = keys::assertion(&request.org_id, &guard.assertion_id);
+                let used = guards.contains(&key)
+                    || trees
+                        .assertions
+                        .contains_key(&key)
+                        .map_err(|e| e.to_string())?;
+                if used {
+                    replies.push(Err(AppendError::ReplayedAssertion {
+                        assertion_id: guard.assertion_id.clone(),
+                    }));
+                    continue;
+                }
+                guards.insert(key.clone());
+                Some((key, guard.not_on_or_after))
+            }
+            None => None,
+        };
+        let recorded_at = request.recorded_at.max(last_recorded_at);
+        last_recorded_at = recorded_at;
+        let mut envelopes = Vec::with_capacity(request.events.len());
+        for (offset, event) in request.events.iter().enumerate() {
+            last_seq += 1;
+            let unsealed = Unsealed {
+                seq: last_seq,
+                org_id: request.org_id.clone(),
+                stream: request.stream.clone(),
+                stream_version: actual + offset as u64 + 1,
+                recorded_at,
+                cause: request.cause.clone(),
+                event: event.clone(),
+            };
+            let (bytes, envelope) = unsealed.seal(last_hash, hasher);
+            last_hash = envelope.hash;
+            records.push((last_seq, bytes));
+            envelopes.push(envelope);
+        }
+        let version = actual + request.events.len() as u64;
+        heads.insert(head_key.clone(), version);
+        replies.push(Ok(envelopes.clone()));
+        accepted.push(Indexed {
+            envelopes,
+            head: (head_key, version),
+            guard,
+        });
+    }
+    if accepted.is_empty() {
+        return Ok(replies);
+    }
+    let framed: Vec<(u64, &[u8])> = records
+        .iter()
+        .map(|(seq, bytes)| (*seq, bytes.as_slice()))
+        .collect();
+    log.append(&framed).map_err(storage)?;
+    let end = LastEnd {
+        seq: last_seq,
+        hash: last_hash,
+        recorded_at: last_recorded_at,
+    };
+    index(trees, &accepted, &end)?;
+    Ok(replies)
+}
+
+pub(crate) fn read_recorded_at(meta: &sled::Tree) -> Result<i128, StoreError> {
+    match meta.get(META_LAST_RECORDED_AT)? {
+        Some(bytes) => Ok(i128::from_be_bytes(
+            bytes
+                .as_ref()
+                .try_into()
+                .map_err(|_| corrupt("last recorded_at"))?,
+        )),
+        None => Ok(i128::MIN),
+    }
+}
+
+/// Indexes and projects appended events in one sled transaction, and records the log's
+/// new end in `meta`.
+pub(crate) fn index(trees: &Trees, accepted: &[Indexed], end: &LastEnd) -> Result<(), String> {
     let all = (
-        &trees.events,
         &trees.streams,
         &trees.heads,
         &trees.assertions,
@@ -271,94 +398,43 @@ fn commit(trees: &Trees, hasher: &ChainHasher, batch: &[Job]) -> Result<Vec<Repl
         &trees.orgs,
     );
     let result = all.transaction(
-        |(events, streams, heads, assertions, meta, users, users_by_role, acl, orgs)| {
-            let mut last_seq = tx_u64(meta, META_LAST_SEQ)?;
-            let mut last_hash: [u8; 32] = match meta.get(META_LAST_HASH)? {
-                Some(bytes) => bytes.as_ref().try_into().map_err(|_| {
-                    ConflictableTransactionError::Abort("corrupt last hash".to_string())
-                })?,
-                None => GENESIS_HASH,
-            };
-            // recorded_at never goes back, so that a time bound cuts the log at one seq.
-            let mut last_recorded_at = match meta.get(META_LAST_RECORDED_AT)? {
-                Some(bytes) => i128::from_be_bytes(bytes.as_ref().try_into().map_err(|_| {
-                    ConflictableTransactionError::Abort("corrupt last recorded_at".to_string())
-                })?),
-                None => i128::MIN,
-            };
+        |(streams, heads, assertions, meta, users, users_by_role, acl, orgs)| {
             let mut projections = TxProjections {
                 users,
                 users_by_role,
                 acl,
                 orgs,
             };
-            let mut replies = Vec::with_capacity(batch.len());
-            for job in batch {
-                let request = &job.request;
-                let head_key = keys::head(&request.org_id, &request.stream);
-                let actual = tx_u64(heads, &head_key)?;
-                if actual != request.expected_version {
-                    replies.push(Err(AppendError::Conflict {
-                        expected: request.expected_version,
-                        actual,
-                    }));
-                    continue;
-                }
-                if let Err(refusal) = check_shape(request, actual) {
-                    replies.push(Err(refusal));
-                    continue;
-                }
-                if let Some(guard) = &request.assertion {
-                    let key = keys::assertion(&request.org_id, &guard.assertion_id);
-                    if assertions.get(&key)?.is_some() {
-                        replies.push(Err(AppendError::ReplayedAssertion {
-                            assertion_id: guard.assertion_id.clone(),
-                        }));
-                        continue;
-                    }
-                    assertions.insert(key, &guard.not_on_or_after.to_be_bytes())?;
-                }
-                let recorded_at = request.recorded_at.max(last_recorded_at);
-                last_recorded_at = recorded_at;
-                let mut appended = Vec::with_capacity(request.events.len());
-                for (offset, event) in request.events.iter().enumerate() {
-                    last_seq += 1;
-                    let version = actual + offset as u64 + 1;
-                    let unsealed = Unsealed {
-                        seq: last_seq,
-                        org_id: request.org_id.clone(),
-                        stream: request.stream.clone(),
-                        stream_version: version,
-                        recorded_at,
-                        cause: request.cause.clone(),
-                        event: event.clone(),
-                    };
-                    let (bytes, envelope) = unsealed.seal(last_hash, hasher);
-                    last_hash = envelope.hash;
-                    events.insert(&keys::seq(last_seq), bytes)?;
+            for item in accepted {
+                for envelope in &item.envelopes {
                     streams.insert(
-                        keys::stream_entry(&request.org_id, &request.stream, version),
-                        &keys::seq(last_seq),
+                        keys::stream_entry(
+                            &envelope.org_id,
+                            &envelope.stream,
+                            envelope.stream_version,
+                        ),
+                        &keys::seq(envelope.seq),
                     )?;
-                    project(&mut projections, &envelope).map_err(|error| match error {
+                    project(&mut projections, envelope).map_err(|error| match error {
                         ProjectError::Store(error) => ConflictableTransactionError::from(error),
                         ProjectError::Corrupt(reason) => {
                             ConflictableTransactionError::Abort(reason)
                         }
                     })?;
-                    appended.push(envelope);
                 }
-                heads.insert(
-                    head_key,
-                    &(actual + request.events.len() as u64).to_be_bytes(),
-                )?;
-                replies.push(Ok(appended));
+                let (head_key, version) = &item.head;
+                heads.insert(head_key.as_slice(), &version.to_be_bytes())?;
+                if let Some((key, not_on_or_after)) = &item.guard {
+                    assertions.insert(key.as_slice(), &not_on_or_after.to_be_bytes())?;
+                }
             }
-            meta.insert(META_LAST_SEQ, &last_seq.to_be_bytes())?;
-            meta.insert(META_LAST_HASH, &last_hash)?;
-            meta.insert(META_LAST_RECORDED_AT, &last_recorded_at.to_be_bytes())?;
-            Ok(replies)
+            meta.insert(META_LAST_SEQ, &end.seq.to_be_bytes())?;
+            meta.insert(META_LAST_HASH, &end.hash)?;
+            meta.insert(META_LAST_RECORDED_AT, &end.recorded_at.to_be_bytes())?;
+            Ok(())
         },
     );
-    result.map_err(|error| format!("transaction failed: {error:?}"))
+    result.map_err(|error: sled::transaction::TransactionError<String>| {
+        format!("transaction failed: {error:?}")
+    })
 }
