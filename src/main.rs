@@ -314,9 +314,11 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     // The documented start-up line: tests and scripts read it to learn the bound port.
     println!("listening on http://{address}");
 
-    serve_http(listener, AppState::new(service), shutdown_signal())
-        .await
-        .map_err(ServeError::Server)?;
+    let pruner = tokio::spawn(prune_assertions_periodically(Arc::clone(&service)));
+    let served = serve_http(listener, AppState::new(service), shutdown_signal()).await;
+    pruner.abort();
+    let _ = pruner.await;
+    served.map_err(ServeError::Server)?;
     // In-flight requests have finished; their appends were acknowledged only when durable.
     // The router, and with it the service's handle on the store, is gone: stop the writer
     // after what it has queued and flush sled before exiting.
@@ -335,6 +337,29 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How often `serve` forgets the replay guards of expired assertions. Each run reads the
+/// guards still held: those of the assertions of the last few minutes (their validity plus
+/// the skew), so it stays small however long the log grows.
+const PRUNE_ASSERTIONS_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Forgets expired replay guards every [`PRUNE_ASSERTIONS_EVERY`], from the start, on the
+/// blocking pool.
+async fn prune_assertions_periodically(service: Arc<Service>) {
+    let mut every = tokio::time::interval(PRUNE_ASSERTIONS_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let service = Arc::clone(&service);
+        match tokio::task::spawn_blocking(move || service.prune_expired_assertions()).await {
+            Ok(Ok(0)) | Err(_) => {}
+            Ok(Ok(pruned)) => {
+                tracing::info!(pruned, "forgot the replay guards of expired assertions")
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "forgetting expired replay guards failed"),
+        }
+    }
 }
 
 /// How long a stopping server waits for its last handles on the store to go before it

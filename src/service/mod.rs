@@ -325,6 +325,13 @@ impl Service {
         &self.store
     }
 
+    /// Forgets the replay guards of assertions that have expired (NotOnOrAfter plus the
+    /// org's skew, as the guard records it): the validator refuses those assertions anyway.
+    /// Returns how many were forgotten.
+    pub fn prune_expired_assertions(&self) -> Result<usize, crate::store::StoreError> {
+        self.store.prune_assertions(self.now_nanos())
+    }
+
     pub fn now(&self) -> OffsetDateTime {
         (self.clock)()
     }

@@ -713,6 +713,34 @@ macro_rules! golden {
 }
 
 #[test]
+fn the_replay_guard_of_an_expired_assertion_is_forgotten() {
+    let server = Server::start();
+    set_up(&server, "acme", IDP);
+    let skew = server
+        .service
+        .store()
+        .org("acme")
+        .unwrap()
+        .map(|org| org.clock_skew_seconds)
+        .unwrap();
+    // Issued so long ago that its guard (NotOnOrAfter plus the skew) ends two seconds from
+    // now: accepted now, expired soon.
+    let issued = OffsetDateTime::now_utc() - time::Duration::seconds(skew + 60);
+    let mut spec = ResponseSpec::new(IDP, SP, ACS, "alice@example.com", issued)
+        .ids(&random_id().unwrap(), &random_id().unwrap())
+        .valid_for(time::Duration::seconds(62));
+    for (name, values) in ALICE {
+        spec = spec.attribute(Attribute::new(name, values.iter().copied()));
+    }
+    let xml = spec.signed_xml(&fixture_key("rsa2048").unwrap()).unwrap();
+    let (status, answer) = server.post_login("acme", &xml);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(server.service.prune_expired_assertions().unwrap(), 0);
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    assert_eq!(server.service.prune_expired_assertions().unwrap(), 1);
+}
+
+#[test]
 fn golden_answers_of_the_main_routes_and_refusals() {
     let server = Server::start();
     let idp = set_up(&server, "acme", IDP);
