@@ -353,11 +353,12 @@ async fn prune_assertions_periodically(service: Arc<Service>) {
         every.tick().await;
         let service = Arc::clone(&service);
         match tokio::task::spawn_blocking(move || service.prune_expired_assertions()).await {
-            Ok(Ok(0)) | Err(_) => {}
+            Ok(Ok(0)) => {}
             Ok(Ok(pruned)) => {
                 tracing::info!(pruned, "forgot the replay guards of expired assertions")
             }
             Ok(Err(error)) => tracing::warn!(%error, "forgetting expired replay guards failed"),
+            Err(error) => tracing::warn!(%error, "forgetting expired replay guards stopped"),
         }
     }
 }

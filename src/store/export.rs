@@ -98,11 +98,7 @@ impl Store {
         for (chunk_index, chunk) in records.chunks(IMPORT_CHUNK_RECORDS).enumerate() {
             let first = (chunk_index * IMPORT_CHUNK_RECORDS) as u64 + 1;
             let chunk: Vec<(u64, Vec<u8>)> = (first..).zip(chunk.iter().cloned()).collect();
-            let framed: Vec<(u64, &[u8])> = chunk
-                .iter()
-                .map(|(seq, bytes)| (*seq, bytes.as_slice()))
-                .collect();
-            self.log.append(&framed)?;
+            self.log.append(&chunk)?;
             super::index_records(self.trees(), self.hasher(), &chunk)?;
         }
         let (head, head_hash) = self.head()?;

@@ -34,11 +34,7 @@ pub fn events_tree_to_segments(db: &sled::Db, path: &Path) -> Result<(), StoreEr
         let mut batch: Vec<(u64, sled::IVec)> = Vec::with_capacity(MIGRATE_BATCH_RECORDS);
         let mut moved = 0u64;
         let append = |batch: &mut Vec<(u64, sled::IVec)>| -> Result<(), StoreError> {
-            let records: Vec<(u64, &[u8])> = batch
-                .iter()
-                .map(|(seq, bytes)| (*seq, bytes.as_ref()))
-                .collect();
-            segments.append(&records)?;
+            segments.append(batch)?;
             batch.clear();
             Ok(())
         };

@@ -398,7 +398,7 @@ impl SegmentLog {
     /// Appends records with consecutive seqs, starting at the next seq, and makes them
     /// durable (`fdatasync`) before returning. On an error nothing of the batch counts: the
     /// next batch overwrites whatever part of it reached the file.
-    pub fn append(&self, records: &[(u64, &[u8])]) -> Result<(), StoreError> {
+    pub fn append(&self, records: &[(u64, impl AsRef<[u8]>)]) -> Result<(), StoreError> {
         let Some((first, _)) = records.first() else {
             return Ok(());
         };
@@ -419,15 +419,24 @@ impl SegmentLog {
             self.start_segment(*first)?;
             tail.end = 0;
         }
-        let mut bytes =
-            Vec::with_capacity(records.iter().map(|(_, p)| p.len() + HEADER_BYTES).sum());
+        let mut bytes = Vec::with_capacity(
+            records
+                .iter()
+                .map(|(_, p)| p.as_ref().len() + HEADER_BYTES)
+                .sum(),
+        );
         let segment = self.last();
         let mut index_entries = Vec::new();
         for (position, (seq, payload)) in records.iter().enumerate() {
             if (seq - segment.first_seq).is_multiple_of(INDEX_EVERY_RECORDS) {
                 index_entries.push((*seq, tail.end + bytes.len() as u64));
             }
-            frame_into(&mut bytes, *seq, payload, position + 1 == records.len())?;
+            frame_into(
+                &mut bytes,
+                *seq,
+                payload.as_ref(),
+                position + 1 == records.len(),
+            )?;
         }
         let written = segment
             .file
@@ -645,8 +654,7 @@ mod tests {
     }
 
     fn append_range(log: &SegmentLog, seqs: std::ops::RangeInclusive<u64>) {
-        let payloads: Vec<(u64, Vec<u8>)> = seqs.map(|seq| (seq, payload(seq))).collect();
-        let records: Vec<(u64, &[u8])> = payloads.iter().map(|(s, p)| (*s, p.as_slice())).collect();
+        let records: Vec<(u64, Vec<u8>)> = seqs.map(|seq| (seq, payload(seq))).collect();
         log.append(&records).unwrap();
     }
 

@@ -231,13 +231,10 @@ impl Chunk<'_> {
         let write_users = || -> Result<(), sled::Error> {
             loop {
                 let start = taken.fetch_add(USERS_PER_TAKE, Ordering::Relaxed);
-                let Some(run) = users.get(start..users.len().min(start + USERS_PER_TAKE)) else {
-                    return Ok(());
-                };
-                if run.is_empty() {
+                if start >= users.len() {
                     return Ok(());
                 }
-                let run = run
+                let run = users[start..users.len().min(start + USERS_PER_TAKE)]
                     .iter()
                     .map(|(key, user)| (key.as_slice(), user.as_ref().map(encode)));
                 write_sorted(&trees.users, run)?;

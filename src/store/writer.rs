@@ -348,7 +348,8 @@ fn commit(
         }
         let version = actual + request.events.len() as u64;
         heads.insert(head_key.clone(), version);
-        replies.push(Ok(envelopes.clone()));
+        // Filled with the envelopes once they are indexed.
+        replies.push(Ok(Vec::new()));
         accepted.push(Indexed {
             envelopes,
             head: (head_key, version),
@@ -358,17 +359,17 @@ fn commit(
     if accepted.is_empty() {
         return Ok(replies);
     }
-    let framed: Vec<(u64, &[u8])> = records
-        .iter()
-        .map(|(seq, bytes)| (*seq, bytes.as_slice()))
-        .collect();
-    log.append(&framed).map_err(storage)?;
+    log.append(&records).map_err(storage)?;
     let end = LastEnd {
         seq: last_seq,
         hash: last_hash,
         recorded_at: last_recorded_at,
     };
     index(trees, &accepted, &end)?;
+    let mut indexed = accepted.into_iter().map(|item| item.envelopes);
+    for envelopes in replies.iter_mut().filter_map(|reply| reply.as_mut().ok()) {
+        *envelopes = indexed.next().unwrap_or_default();
+    }
     Ok(replies)
 }
 
