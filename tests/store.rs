@@ -291,31 +291,149 @@ fn events_synced_to_the_files_but_not_indexed_by_sled_are_indexed_on_open() {
     store.verify().unwrap();
 }
 
-#[test]
-fn a_store_with_its_events_in_a_sled_tree_moves_them_into_segment_files() {
-    // The layout before segment files: the envelopes in a sled tree `events`, seq → bytes.
-    let dir = populated_and_closed();
-    let file = std::fs::read(segment_path(&dir)).unwrap();
+/// Turns a closed store's indexes into the layout of an earlier release: each head holds
+/// the stream's version alone, and a `streams` tree (org ‖ stream ‖ version → seq) is the
+/// stream index. Removes the segment files and returns their records (seq, stored
+/// envelope), for the caller to put where that release kept them.
+fn to_earlier_index_layout(dir: &tempfile::TempDir) -> Vec<(u64, Vec<u8>)> {
+    let file = std::fs::read(segment_path(dir)).unwrap();
+    let records: Vec<(u64, Vec<u8>)> = records_in(&file)
+        .into_iter()
+        .map(|(seq, range)| (seq, file[range.start + HEADER..range.end].to_vec()))
+        .collect();
     std::fs::remove_dir_all(dir.path().join("log")).unwrap();
-    {
-        let db = raw_sled(&dir);
-        let events = db.open_tree("events").unwrap();
-        for (seq, range) in records_in(&file) {
-            events
-                .insert(seq.to_be_bytes(), &file[range.start + 16..range.end])
-                .unwrap();
-        }
-        db.flush().unwrap();
+    let db = raw_sled(dir);
+    let (heads, streams) = (
+        db.open_tree("heads").unwrap(),
+        db.open_tree("streams").unwrap(),
+    );
+    for (seq, payload) in &records {
+        let envelope = jitledger::store::envelope::decode(payload).unwrap();
+        let stream = [envelope.org_id.as_bytes(), &[0], envelope.stream.as_bytes()].concat();
+        let version = envelope.stream_version.to_be_bytes();
+        streams
+            .insert([&stream[..], &[0], &version].concat(), &seq.to_be_bytes())
+            .unwrap();
+        heads.insert(stream, &version).unwrap();
     }
-    let store = open(&dir);
+    db.flush().unwrap();
+    records
+}
+
+/// The streams of the populated store, as read through the store.
+fn every_stream(store: &Store) -> Vec<Vec<jitledger::store::Envelope>> {
+    let mut streams = vec![store.stream("acme", CONFIG_STREAM, None).unwrap()];
+    for user in ["alice", "bob", "carol"] {
+        streams.push(store.stream("acme", &user_stream(user), None).unwrap());
+    }
+    streams
+}
+
+/// Opens a store migrated from an earlier layout and checks it holds what the store held
+/// before, in the current layout, and takes appends.
+fn check_migrated(dir: &tempfile::TempDir, streams_before: &[Vec<jitledger::store::Envelope>]) {
+    let store = open(dir);
     assert_eq!(store.verify().unwrap().events, 11);
-    assert_eq!(std::fs::read(segment_path(&dir)).unwrap().len(), file.len());
+    assert_eq!(every_stream(&store), streams_before);
+    assert_eq!(
+        store.stream_version("acme", &user_stream("bob")).unwrap(),
+        4
+    );
     store
         .append_blocking(user_append("alice", 2, vec![recorded(9)], 9))
         .unwrap();
+    store.verify().unwrap();
     store.close().unwrap();
-    let db = raw_sled(&dir);
-    assert!(!db.tree_names().iter().any(|name| name == b"events"));
+    let db = raw_sled(dir);
+    let trees = db.tree_names();
+    assert!(
+        !trees
+            .iter()
+            .any(|name| name == b"events" || name == b"streams")
+    );
+    let mut entries: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.starts_with("log"))
+        .collect();
+    entries.sort();
+    assert_eq!(entries, ["log"]);
+}
+
+fn streams_of_populated(dir: &tempfile::TempDir) -> Vec<Vec<jitledger::store::Envelope>> {
+    let store = open(dir);
+    let streams = every_stream(&store);
+    store.close().unwrap();
+    streams
+}
+
+#[test]
+fn a_store_with_its_events_in_a_sled_tree_moves_them_into_linked_segment_files() {
+    // The first layout: envelopes in a sled tree `events`, seq → bytes.
+    let dir = populated_and_closed();
+    let before = streams_of_populated(&dir);
+    let records = to_earlier_index_layout(&dir);
+    {
+        let db = raw_sled(&dir);
+        let events = db.open_tree("events").unwrap();
+        for (seq, payload) in records {
+            events.insert(seq.to_be_bytes(), payload).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    check_migrated(&dir, &before);
+}
+
+/// A segment file of the layout without stream links: a 16-byte header (payload length with
+/// the batch-end flag, CRC-32 over that word ‖ seq ‖ payload, seq), each record its own
+/// batch, and a torn record after them that was never acknowledged.
+fn legacy_segment(records: &[(u64, Vec<u8>)]) -> Vec<u8> {
+    let mut file = Vec::new();
+    for (seq, payload) in records {
+        let word = (payload.len() as u32 | 1 << 31).to_be_bytes();
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&word);
+        crc.update(&seq.to_be_bytes());
+        crc.update(payload);
+        file.extend_from_slice(&word);
+        file.extend_from_slice(&crc.finalize().to_be_bytes());
+        file.extend_from_slice(&seq.to_be_bytes());
+        file.extend_from_slice(payload);
+    }
+    file.extend_from_slice(&[0, 0, 1]);
+    file
+}
+
+#[test]
+fn segment_files_without_stream_links_are_rewritten_with_them() {
+    let dir = populated_and_closed();
+    let before = streams_of_populated(&dir);
+    let records = to_earlier_index_layout(&dir);
+    let log = dir.path().join("log");
+    std::fs::create_dir(&log).unwrap();
+    std::fs::write(log.join(format!("{:020}.seg", 1)), legacy_segment(&records)).unwrap();
+    check_migrated(&dir, &before);
+}
+
+#[test]
+fn a_rewrite_of_the_segments_that_stopped_between_its_renames_is_finished() {
+    // The rewritten segments are complete in `log.migrating`, the old ones were moved aside
+    // to `log.legacy`, and then the process died.
+    let dir = populated_and_closed();
+    let before = streams_of_populated(&dir);
+    let rewritten = std::fs::read(segment_path(&dir)).unwrap();
+    let migrating = dir.path().join("log.migrating");
+    std::fs::create_dir(&migrating).unwrap();
+    std::fs::write(migrating.join(format!("{:020}.events", 1)), rewritten).unwrap();
+    let records = to_earlier_index_layout(&dir);
+    let legacy = dir.path().join("log.legacy");
+    std::fs::create_dir(&legacy).unwrap();
+    std::fs::write(
+        legacy.join(format!("{:020}.seg", 1)),
+        legacy_segment(&records),
+    )
+    .unwrap();
+    check_migrated(&dir, &before);
 }
 
 #[test]
@@ -408,12 +526,14 @@ fn a_rebuild_that_did_not_finish_is_finished_by_the_next_open() {
 
 /// The one segment file of a small store's log.
 fn segment_path(dir: &tempfile::TempDir) -> std::path::PathBuf {
-    dir.path().join("log").join(format!("{:020}.seg", 1))
+    dir.path().join("log").join(format!("{:020}.events", 1))
 }
 
-/// The records of a segment file as its format defines them (a 16-byte header: payload
-/// length with the batch-end flag in its top bit, CRC, seq; then the payload): (seq, the
-/// record's byte range).
+/// A segment record's header: payload length with the batch-end flag in its top bit, CRC,
+/// seq, stream link.
+const HEADER: usize = 24;
+
+/// The records of a segment file as its format defines them: (seq, the record's byte range).
 fn records_in(file: &[u8]) -> Vec<(u64, std::ops::Range<usize>)> {
     let mut records = Vec::new();
     let mut at = 0;
@@ -421,8 +541,8 @@ fn records_in(file: &[u8]) -> Vec<(u64, std::ops::Range<usize>)> {
         let word = u32::from_be_bytes(file[at..at + 4].try_into().unwrap());
         let length = (word & !(1 << 31)) as usize;
         let seq = u64::from_be_bytes(file[at + 8..at + 16].try_into().unwrap());
-        records.push((seq, at..at + 16 + length));
-        at += 16 + length;
+        records.push((seq, at..at + HEADER + length));
+        at += HEADER + length;
     }
     records
 }
@@ -460,7 +580,7 @@ fn without(bytes: &[u8], records: &[(u64, std::ops::Range<usize>)], index: usize
 #[test]
 fn flipping_a_byte_of_a_stored_event_fails_verify_at_its_seq() {
     let failure = tampered(|bytes, records| {
-        bytes[records[4].1.start + 16 + 40] ^= 0x01;
+        bytes[records[4].1.start + HEADER + 40] ^= 0x01;
     });
     assert!(
         matches!(failure, VerifyFailure::Chain { seq: 5, .. }),
@@ -479,7 +599,7 @@ fn flipping_any_byte_of_any_event_breaks_the_chain_at_its_seq() {
         .map(|(seq, range)| {
             (
                 seq.to_be_bytes(),
-                file[range.start + 16..range.end].to_vec(),
+                file[range.start + HEADER..range.end].to_vec(),
             )
         })
         .collect();
@@ -503,6 +623,49 @@ fn flipping_any_byte_of_any_event_breaks_the_chain_at_its_seq() {
             );
         }
     }
+}
+
+/// Sets the stream link of the record at `index` and recomputes its CRC, as someone able to
+/// edit the files would: the CRC catches damage, not intent.
+fn relink(bytes: &mut [u8], records: &[(u64, std::ops::Range<usize>)], index: usize, to: u64) {
+    let at = records[index].1.start;
+    bytes[at + 16..at + 24].copy_from_slice(&to.to_be_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&bytes[at..at + 4]);
+    crc.update(&bytes[at + 8..records[index].1.end]);
+    bytes[at + 4..at + 8].copy_from_slice(&crc.finalize().to_be_bytes());
+}
+
+#[test]
+fn a_stream_link_pointing_elsewhere_fails_verify_at_its_seq() {
+    // Seq 10 is bob's third event; its link says 7. Pointing it at alice's last event would
+    // make bob's history read hers.
+    for wrong in [5, 0, 9] {
+        let failure = tampered(|bytes, records| relink(bytes, records, 9, wrong));
+        assert!(
+            matches!(failure, VerifyFailure::StreamLink { seq: 10, .. }),
+            "{wrong}: {failure:?}"
+        );
+    }
+}
+
+#[test]
+fn a_stream_read_refuses_a_link_to_another_stream() {
+    let dir = populated_and_closed();
+    let path = segment_path(&dir);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let records = records_in(&bytes);
+    relink(&mut bytes, &records, 9, 5);
+    std::fs::write(&path, &bytes).unwrap();
+    let store = open(&dir);
+    assert!(store.stream("acme", &user_stream("bob"), None).is_err());
+    assert_eq!(
+        store
+            .stream("acme", &user_stream("alice"), None)
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[test]
@@ -561,6 +724,29 @@ fn a_projection_edited_behind_the_log_is_detected() {
             }
         ),
         "{failure:?}"
+    );
+}
+
+#[test]
+fn a_stream_head_edited_behind_the_log_is_detected() {
+    // bob's head moved back to his second event: his next append would fork his stream.
+    let dir = populated_and_closed();
+    {
+        let db = raw_sled(&dir);
+        let head = [2u64.to_be_bytes(), 7u64.to_be_bytes()].concat();
+        db.open_tree("heads")
+            .unwrap()
+            .insert(b"acme\0user:bob", head)
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let failure = open(&dir).verify().unwrap_err();
+    assert_eq!(
+        failure,
+        VerifyFailure::Projection {
+            projection: "heads",
+            key: "acme/user:bob".into()
+        }
     );
 }
 

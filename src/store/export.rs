@@ -5,6 +5,7 @@
 //! the record count (u64) and a SHA-256 of everything before it. Import checks the
 //! checksum, then the hash chain, and only then writes.
 
+use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
@@ -12,6 +13,7 @@ use ring::digest;
 
 use super::envelope::{self, Envelope};
 use super::projections::InMemory;
+use super::segments::Record;
 use super::verify::{VerifyFailure, check_chain};
 use super::{ChainHasher, Store, StoreError, corrupt, keys};
 
@@ -62,7 +64,7 @@ impl Store {
         let mut count: u64 = 0;
         let (head, _) = self.head()?;
         for record in self.records(1, head) {
-            let (_, bytes) = record?;
+            let bytes = record?.payload;
             let length = u32::try_from(bytes.len()).map_err(|_| corrupt("record too long"))?;
             write(&length.to_be_bytes())?;
             write(&bytes)?;
@@ -85,19 +87,31 @@ impl Store {
             return Err(ImportError::NotEmpty);
         }
         let records = read_records(path)?;
+        // The store is empty, so each event's stream link is found in the file itself.
+        let mut last_in_stream: HashMap<Vec<u8>, u64> = HashMap::new();
+        let mut links = Vec::with_capacity(records.len());
         let chain_input = records.iter().map(|bytes| {
             let envelope = envelope::decode(bytes).map_err(|e| VerifyFailure::Chain {
                 seq: 0,
                 reason: format!("undecodable: {e}"),
             })?;
+            let stream = keys::head(&envelope.org_id, &envelope.stream);
+            links.push(last_in_stream.insert(stream, envelope.seq).unwrap_or(0));
             Ok((keys::seq(envelope.seq).to_vec(), bytes.clone()))
         });
         let (count, last_hash) = check_chain(chain_input, self.hasher(), &mut InMemory::new())?;
         // Written and indexed a chunk at a time, as the writer does a batch: a crash leaves
         // at most one chunk for the next open to index.
         for (chunk_index, chunk) in records.chunks(IMPORT_CHUNK_RECORDS).enumerate() {
-            let first = (chunk_index * IMPORT_CHUNK_RECORDS) as u64 + 1;
-            let chunk: Vec<(u64, Vec<u8>)> = (first..).zip(chunk.iter().cloned()).collect();
+            let first = chunk_index * IMPORT_CHUNK_RECORDS;
+            let chunk: Vec<Record> = (first..)
+                .zip(chunk)
+                .map(|(position, payload)| Record {
+                    seq: position as u64 + 1,
+                    prev_in_stream: links[position],
+                    payload: payload.clone(),
+                })
+                .collect();
             self.log.append(&chunk)?;
             super::index_records(self.trees(), self.hasher(), &chunk)?;
         }

@@ -19,19 +19,7 @@ pub fn join(parts: &[&[u8]]) -> Vec<u8> {
     key
 }
 
-/// `streams`: org ‖ stream ‖ version → seq.
-pub fn stream_entry(org_id: &str, stream: &str, version: u64) -> Vec<u8> {
-    join(&[org_id.as_bytes(), stream.as_bytes(), &version.to_be_bytes()])
-}
-
-/// The prefix of every entry of one stream.
-pub fn stream_prefix(org_id: &str, stream: &str) -> Vec<u8> {
-    let mut prefix = join(&[org_id.as_bytes(), stream.as_bytes()]);
-    prefix.push(SEPARATOR);
-    prefix
-}
-
-/// `heads`: org ‖ stream → last version.
+/// `heads`: org ‖ stream → version ‖ seq of the stream's last event.
 pub fn head(org_id: &str, stream: &str) -> Vec<u8> {
     join(&[org_id.as_bytes(), stream.as_bytes()])
 }

@@ -1,64 +1,119 @@
-//! Stores written before the log moved to segment files kept each envelope in a sled tree
-//! `events` (seq → envelope). Opening such a store moves the envelopes into segment files
-//! once; the rest of the store (indexes, projections, `meta`) is unchanged.
+//! Opening a store written by an earlier layout brings it to the current one, once:
 //!
-//! The segments are written into a directory of their own and renamed into place whole, and
-//! only then is the tree dropped: a crash before the rename leaves the tree to be moved
-//! again, a crash after it leaves a tree that the next open drops.
+//! 1. Envelopes in a sled tree `events` (seq → envelope) move into segment files.
+//! 2. Segment files without stream links (`*.seg`, 16-byte record headers) are rewritten
+//!    with them (`*.events`).
+//! 3. The `streams` tree (org ‖ stream ‖ version → seq) becomes the seq of each stream's
+//!    last event in its head, and is dropped: the links replace it.
+//!
+//! New segments are written into a directory of their own and swapped in by renames, and a
+//! tree is dropped only after what replaces it is durable, so a crash at any point either
+//! redoes a step or finishes it.
 
+use std::collections::HashMap;
 use std::path::Path;
 
-use super::durability::sync_directory;
-use super::segments::{LOG_DIRECTORY, SegmentLog};
-use super::{StoreError, corrupt};
+use super::durability::{Syncer, sync_directory};
+use super::heads::Head;
+use super::segments::{LEGACY_SEGMENT_SUFFIX, LOG_DIRECTORY, Record, SegmentLog};
+use super::{META_LAST_SEQ, StoreError, corrupt, envelope, keys, writer};
 
 const EVENTS_TREE: &[u8] = b"events";
+const STREAMS_TREE: &[u8] = b"streams";
 /// The segment directory while it is being written.
 const MIGRATING_DIRECTORY: &str = "log.migrating";
+/// The replaced segment directory, between the two renames of a swap.
+const LEGACY_DIRECTORY: &str = "log.legacy";
 /// Envelopes moved per segment append.
 const MIGRATE_BATCH_RECORDS: usize = 4096;
+/// Bytes of a legacy record header: length word, CRC-32, seq.
+const LEGACY_HEADER_BYTES: usize = 16;
+const LEGACY_BATCH_END: u32 = 1 << 31;
 
-/// Moves the envelopes of an `events` tree, if the store has one, into segment files.
-pub fn events_tree_to_segments(db: &sled::Db, path: &Path) -> Result<(), StoreError> {
-    if !db.tree_names().iter().any(|name| name == EVENTS_TREE) {
+/// Brings the store at `path` to the current layout (see the module's text).
+pub fn to_current_layout(db: &sled::Db, path: &Path) -> Result<(), StoreError> {
+    events_tree_to_segments(db, path)?;
+    legacy_segments_to_linked(db, path)?;
+    heads_from_streams_tree(db, path)
+}
+
+fn has_tree(db: &sled::Db, name: &[u8]) -> bool {
+    db.tree_names().iter().any(|tree| tree == name)
+}
+
+/// Writes envelopes into new segment files, linking each to the previous event of its
+/// stream.
+struct LinkedWriter {
+    log: SegmentLog,
+    last_in_stream: HashMap<Vec<u8>, u64>,
+    batch: Vec<Record>,
+    written: u64,
+}
+
+impl LinkedWriter {
+    fn create(dir: &Path) -> Result<LinkedWriter, StoreError> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        Ok(LinkedWriter {
+            log: SegmentLog::open_in(dir, 0)?.log,
+            last_in_stream: HashMap::new(),
+            batch: Vec::with_capacity(MIGRATE_BATCH_RECORDS),
+            written: 0,
+        })
+    }
+
+    fn push(&mut self, seq: u64, payload: Vec<u8>) -> Result<(), StoreError> {
+        if seq != self.written + 1 {
+            return Err(corrupt(&format!(
+                "the log holds seq {seq} where {} belongs: it was altered, and is left as it \
+                 is",
+                self.written + 1
+            )));
+        }
+        let envelope = envelope::decode(&payload)?;
+        let prev_in_stream = self
+            .last_in_stream
+            .insert(keys::head(&envelope.org_id, &envelope.stream), seq)
+            .unwrap_or(0);
+        self.batch.push(Record {
+            seq,
+            prev_in_stream,
+            payload,
+        });
+        self.written = seq;
+        if self.batch.len() == MIGRATE_BATCH_RECORDS {
+            self.log.append(&self.batch)?;
+            self.batch.clear();
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<u64, StoreError> {
+        self.log.append(&self.batch)?;
+        Ok(self.written)
+    }
+}
+
+/// Step 1: the envelopes of an `events` tree, if the store has one, into segment files.
+fn events_tree_to_segments(db: &sled::Db, path: &Path) -> Result<(), StoreError> {
+    if !has_tree(db, EVENTS_TREE) {
         return Ok(());
     }
     let log = path.join(LOG_DIRECTORY);
     if !log.exists() {
         let migrating = path.join(MIGRATING_DIRECTORY);
-        if migrating.exists() {
-            std::fs::remove_dir_all(&migrating)?;
-        }
-        let events = db.open_tree(EVENTS_TREE)?;
-        let segments = SegmentLog::open_in(&migrating, 0)?.log;
-        let mut batch: Vec<(u64, sled::IVec)> = Vec::with_capacity(MIGRATE_BATCH_RECORDS);
-        let mut moved = 0u64;
-        let append = |batch: &mut Vec<(u64, sled::IVec)>| -> Result<(), StoreError> {
-            segments.append(batch)?;
-            batch.clear();
-            Ok(())
-        };
-        for entry in events.iter() {
+        let mut writer = LinkedWriter::create(&migrating)?;
+        for entry in db.open_tree(EVENTS_TREE)?.iter() {
             let (key, bytes) = entry?;
             let seq = u64::from_be_bytes(
                 key.as_ref()
                     .try_into()
                     .map_err(|_| corrupt("events tree key"))?,
             );
-            moved += 1;
-            if seq != moved {
-                return Err(corrupt(&format!(
-                    "the events tree holds seq {seq} where {moved} belongs: the log was altered, \
-                     and it is left in sled unmoved"
-                )));
-            }
-            batch.push((seq, bytes));
-            if batch.len() == MIGRATE_BATCH_RECORDS {
-                append(&mut batch)?;
-            }
+            writer.push(seq, bytes.to_vec())?;
         }
-        append(&mut batch)?;
-        drop(segments);
+        let moved = writer.finish()?;
         std::fs::rename(&migrating, &log)?;
         sync_directory(path)?;
         tracing::info!(
@@ -68,5 +123,175 @@ pub fn events_tree_to_segments(db: &sled::Db, path: &Path) -> Result<(), StoreEr
     }
     db.drop_tree(EVENTS_TREE)?;
     db.flush()?;
+    Ok(())
+}
+
+/// The legacy segment files in `dir`, in seq order.
+fn legacy_segments(dir: &Path) -> Result<Vec<(u64, std::path::PathBuf)>, StoreError> {
+    let mut found = Vec::new();
+    if !dir.exists() {
+        return Ok(found);
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let first = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.strip_suffix(LEGACY_SEGMENT_SUFFIX))
+            .and_then(|stem| stem.parse::<u64>().ok());
+        if let Some(first) = first {
+            found.push((first, path));
+        }
+    }
+    found.sort_unstable();
+    Ok(found)
+}
+
+/// Step 2: segment files without stream links, rewritten with them. Whole batches are
+/// copied; a torn tail after the last one was never acknowledged. A damaged record that was
+/// acknowledged stops the migration, leaving the files as they are.
+fn legacy_segments_to_linked(db: &sled::Db, path: &Path) -> Result<(), StoreError> {
+    let (log, migrating, legacy) = (
+        path.join(LOG_DIRECTORY),
+        path.join(MIGRATING_DIRECTORY),
+        path.join(LEGACY_DIRECTORY),
+    );
+    if !legacy.exists() {
+        let segments = legacy_segments(&log)?;
+        if segments.is_empty() {
+            return Ok(());
+        }
+        let acknowledged = writer::read_u64(&db.open_tree("meta")?, META_LAST_SEQ)?;
+        let mut writer = LinkedWriter::create(&migrating)?;
+        for (position, (first_seq, file)) in segments.iter().enumerate() {
+            if *first_seq != writer.written + 1 {
+                return Err(corrupt(&format!(
+                    "legacy segment {} does not follow seq {}",
+                    file.display(),
+                    writer.written
+                )));
+            }
+            let bytes = std::fs::read(file)?;
+            let stopped = read_legacy(&bytes, |seq, payload| writer.push(seq, payload.to_vec()))?;
+            let last = position + 1 == segments.len();
+            if let Some(reason) = stopped
+                && (!last || writer.written < acknowledged)
+            {
+                return Err(corrupt(&format!(
+                    "legacy segment {} is damaged after seq {}: {reason}; it is left as it is",
+                    file.display(),
+                    writer.written
+                )));
+            }
+        }
+        let moved = writer.finish()?;
+        if moved < acknowledged {
+            return Err(corrupt(&format!(
+                "the legacy segments end at seq {moved}, before the acknowledged {acknowledged}"
+            )));
+        }
+        std::fs::rename(&log, &legacy)?;
+        tracing::info!(
+            events = moved,
+            "rewrote the log's segments with stream links"
+        );
+    }
+    // From here the swap only finishes: the legacy directory is set aside.
+    if migrating.exists() {
+        std::fs::rename(&migrating, &log)?;
+    }
+    sync_directory(path)?;
+    std::fs::remove_dir_all(&legacy)?;
+    sync_directory(path)?;
+    Ok(())
+}
+
+/// Walks the records of a legacy segment file, calling `visit` with those of each whole
+/// batch. Returns why it stopped before the end of the file, if it did.
+fn read_legacy(
+    bytes: &[u8],
+    mut visit: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
+) -> Result<Option<String>, StoreError> {
+    let mut batch: Vec<(u64, &[u8])> = Vec::new();
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let Some(header) = bytes.get(offset..offset + LEGACY_HEADER_BYTES) else {
+            return Ok(Some("torn record header".into()));
+        };
+        let word = |at: usize| {
+            u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+        };
+        let (first_word, crc) = (word(0), word(4));
+        let length = (first_word & !LEGACY_BATCH_END) as usize;
+        let start = offset + LEGACY_HEADER_BYTES;
+        let Some(payload) = bytes.get(start..start + length) else {
+            return Ok(Some("torn record".into()));
+        };
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&header[..4]);
+        hasher.update(&header[8..16]);
+        hasher.update(payload);
+        if hasher.finalize() != crc {
+            return Ok(Some("record checksum does not match".into()));
+        }
+        let mut seq = [0; 8];
+        seq.copy_from_slice(&header[8..16]);
+        batch.push((u64::from_be_bytes(seq), payload));
+        offset = start + length;
+        if first_word & LEGACY_BATCH_END != 0 {
+            for (seq, payload) in batch.drain(..) {
+                visit(seq, payload)?;
+            }
+        }
+    }
+    Ok((!batch.is_empty()).then(|| "a batch without its end".into()))
+}
+
+/// Step 3: each stream's last seq from the `streams` tree into its head, then the tree
+/// dropped. Rewriting every head is the same whether or not an earlier attempt got part way.
+fn heads_from_streams_tree(db: &sled::Db, path: &Path) -> Result<(), StoreError> {
+    if !has_tree(db, STREAMS_TREE) {
+        return Ok(());
+    }
+    let heads = db.open_tree("heads")?;
+    let mut last: Option<(Vec<u8>, Head)> = None;
+    let mut streams = 0u64;
+    for entry in db.open_tree(STREAMS_TREE)?.iter() {
+        let (key, seq) = entry?;
+        // org ‖ 0 ‖ stream ‖ 0 ‖ version (8 bytes, big-endian): the head's key is the part
+        // before the separator that precedes the version.
+        let split = key
+            .len()
+            .checked_sub(9)
+            .filter(|at| key[*at] == keys::SEPARATOR)
+            .ok_or_else(|| corrupt("streams tree key"))?;
+        let number = |bytes: &[u8]| -> Result<u64, StoreError> {
+            Ok(u64::from_be_bytes(
+                bytes
+                    .try_into()
+                    .map_err(|_| corrupt("streams tree entry"))?,
+            ))
+        };
+        let head = Head {
+            version: number(&key[split + 1..])?,
+            last_seq: number(&seq)?,
+        };
+        if let Some((previous, previous_head)) = &last
+            && previous.as_slice() != &key[..split]
+        {
+            heads.insert(previous.as_slice(), &previous_head.encode())?;
+            streams += 1;
+        }
+        last = Some((key[..split].to_vec(), head));
+    }
+    if let Some((key, head)) = last {
+        heads.insert(key, &head.encode())?;
+        streams += 1;
+    }
+    db.flush()?;
+    Syncer::new(path).sync()?;
+    db.drop_tree(STREAMS_TREE)?;
+    db.flush()?;
+    tracing::info!(streams, "stream heads now hold their last seq");
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! The event log: envelopes in append-only segment files ([`segments`]), everything looked
-//! up by key in sled (stream index, heads, replay guards, projections). One writer thread
+//! The event log: envelopes in append-only segment files ([`segments`]), linked back along
+//! their streams; everything looked up by key in sled (stream heads, replay guards,
+//! projections). One writer thread
 //! takes batches of requests, writes their events to the segment files and syncs them,
 //! indexes and projects them in one sled transaction, flushes and syncs sled, and only then
 //! answers every request of the batch.
@@ -13,6 +14,7 @@ pub mod conformance;
 pub mod durability;
 pub mod envelope;
 pub mod export;
+mod heads;
 pub mod history;
 pub mod keys;
 mod migrate;
@@ -200,7 +202,6 @@ impl ProjectionReads for Store {
 /// The trees of the store.
 #[derive(Debug, Clone)]
 pub(crate) struct Trees {
-    pub streams: sled::Tree,
     pub heads: sled::Tree,
     pub assertions: sled::Tree,
     pub meta: sled::Tree,
@@ -213,7 +214,6 @@ pub(crate) struct Trees {
 impl Trees {
     fn open(db: &sled::Db) -> Result<Trees, sled::Error> {
         Ok(Trees {
-            streams: db.open_tree("streams")?,
             heads: db.open_tree("heads")?,
             assertions: db.open_tree("assertions")?,
             meta: db.open_tree("meta")?,
@@ -236,32 +236,42 @@ impl Trees {
 
 /// Indexes and projects events that are in the segment files past sled's last seq: those a
 /// crash left there (synced, while sled's transaction for them was not; at most one batch),
-/// and those an import just wrote. They must continue the chain from sled's last seq.
+/// and those an import just wrote. They must continue the chain from sled's last seq, and
+/// each must link to its stream's last event.
 fn index_records(
     trees: &Trees,
     hasher: &ChainHasher,
-    records: &[(u64, Vec<u8>)],
+    records: &[segments::Record],
 ) -> Result<(), StoreError> {
     let (mut seq, mut hash) = writer::read_head(&trees.meta)?;
     let mut recorded_at = writer::read_recorded_at(&trees.meta)?;
+    let mut heads = heads::Pending::new(&trees.heads);
     let mut indexed = Vec::with_capacity(records.len());
-    for (record_seq, bytes) in records {
-        let envelope = envelope::decode(bytes)?;
-        if *record_seq != seq + 1
-            || envelope.seq != *record_seq
+    for record in records {
+        let envelope = envelope::decode(&record.payload)?;
+        if record.seq != seq + 1
+            || envelope.seq != record.seq
             || envelope.prev_hash != hash
-            || !envelope::check_hash(bytes, &hash, hasher)
+            || !envelope::check_hash(&record.payload, &hash, hasher)
         {
             return Err(corrupt(&format!(
-                "event {record_seq} past the indexed end does not continue the chain"
+                "event {} past the indexed end does not continue the chain",
+                record.seq
             )));
         }
+        let head_key = keys::head(&envelope.org_id, &envelope.stream);
+        let head = heads.get(&head_key)?;
+        if record.prev_in_stream != head.last_seq || envelope.stream_version != head.version + 1 {
+            return Err(corrupt(&format!(
+                "event {} past the indexed end does not continue its stream",
+                record.seq
+            )));
+        }
+        let head = head.after(record.seq);
+        heads.set(head_key.clone(), head);
         (seq, hash, recorded_at) = (envelope.seq, envelope.hash, envelope.recorded_at);
         indexed.push(writer::Indexed {
-            head: (
-                keys::head(&envelope.org_id, &envelope.stream),
-                envelope.stream_version,
-            ),
+            head: (head_key, head),
             guard: recovered_guard(&envelope),
             envelopes: vec![envelope],
         });
@@ -288,6 +298,9 @@ pub(crate) fn recovered_guard(envelope: &Envelope) -> Option<(Vec<u8>, i128)> {
         _ => None,
     }
 }
+
+/// What a stream read reserves before it knows how many events it keeps.
+const STREAM_CAPACITY_MAX: u64 = 1024;
 
 /// `meta` keys.
 pub(crate) const META_LAST_SEQ: &[u8] = b"last_seq";
@@ -326,7 +339,7 @@ impl Store {
             Some(key) => ChainHasher::keyed(key),
             None => ChainHasher::Sha256,
         };
-        migrate::events_tree_to_segments(&db, &config.path)?;
+        migrate::to_current_layout(&db, &config.path)?;
         let (acknowledged, _) = writer::read_head(&trees.meta)?;
         let recovered = segments::SegmentLog::open(&config.path, acknowledged)?;
         if !recovered.unindexed.is_empty() {
@@ -445,7 +458,7 @@ impl Store {
         let through = head.min(after.saturating_add(limit as u64));
         self.log
             .read(after.saturating_add(1), through)
-            .map(|record| Ok(envelope::decode(&record?.1)?))
+            .map(|record| Ok(envelope::decode(&record?.payload)?))
             .collect()
     }
 
@@ -455,40 +468,48 @@ impl Store {
     }
 
     /// The envelopes of one stream, in order; `up_to_seq` cuts it for history and as-of.
+    /// Read from the stream's head back along the records' links.
     pub fn stream(
         &self,
         org_id: &str,
         stream: &str,
         up_to_seq: Option<u64>,
     ) -> Result<Vec<Envelope>, StoreError> {
-        let mut envelopes = Vec::new();
-        for entry in self
-            .trees
-            .streams
-            .scan_prefix(keys::stream_prefix(org_id, stream))
-        {
-            let (_, seq) = entry?;
-            let seq = u64::from_be_bytes(
-                seq.as_ref()
-                    .try_into()
-                    .map_err(|_| corrupt("stream index"))?,
-            );
-            if up_to_seq.is_some_and(|last| seq > last) {
-                break;
-            }
-            let (_, bytes) = self
+        let head = heads::read(&self.trees.heads, &keys::head(org_id, stream))?;
+        let mut envelopes = Vec::with_capacity(head.version.min(STREAM_CAPACITY_MAX) as usize);
+        let (mut seq, mut version) = (head.last_seq, head.version);
+        while seq != 0 {
+            let record = self
                 .log
                 .read(seq, seq)
                 .next()
                 .ok_or_else(|| corrupt("indexed event missing"))??;
-            envelopes.push(envelope::decode(&bytes)?);
+            let envelope = envelope::decode(&record.payload)?;
+            // Links only point back, so a damaged one cannot send the walk round in a loop.
+            if envelope.org_id != org_id
+                || envelope.stream != stream
+                || envelope.stream_version != version
+                || record.prev_in_stream >= seq
+            {
+                return Err(corrupt(&format!("the stream link of event {seq}")));
+            }
+            (seq, version) = (record.prev_in_stream, version - 1);
+            if up_to_seq.is_none_or(|last| envelope.seq <= last) {
+                envelopes.push(envelope);
+            }
         }
+        if version != 0 {
+            return Err(corrupt(&format!(
+                "stream {stream} of org {org_id} ends {version} events early"
+            )));
+        }
+        envelopes.reverse();
         Ok(envelopes)
     }
 
     /// The current version of a stream (0 when it has no event).
     pub fn stream_version(&self, org_id: &str, stream: &str) -> Result<u64, StoreError> {
-        writer::read_u64(&self.trees.heads, &keys::head(org_id, stream))
+        Ok(heads::read(&self.trees.heads, &keys::head(org_id, stream))?.version)
     }
 
     /// The user as projected now.

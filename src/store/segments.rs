@@ -8,10 +8,13 @@
 //! key at a time; and each event was two more sled writes per append. Here a scan reads the
 //! files front to back, and the log costs memory only for a sparse index.
 //!
-//! Layout: `DIR/log/{first seq, 20 digits}.seg`. A record is a 16-byte header — a word
+//! Layout: `DIR/log/{first seq, 20 digits}.events`. A record is a 24-byte header — a word
 //! holding the payload length and, in its top bit, whether the record ends its batch (u32
-//! BE); CRC-32 of that word ‖ seq ‖ payload (u32 BE); the seq (u64 BE) — then the payload
-//! (the stored envelope). A batch is written whole into one segment, and a new segment
+//! BE); CRC-32 of that word ‖ seq ‖ stream link ‖ payload (u32 BE); the seq (u64 BE); the
+//! stream link (u64 BE): the seq of the previous record of the same stream, 0 for a
+//! stream's first — then the payload (the stored envelope). The links are the stream index:
+//! a stream is read by following them back from its head, so sled holds one key per stream
+//! instead of one per event. A batch is written whole into one segment, and a new segment
 //! starts at a batch boundary once the last one holds [`SEGMENT_BYTES_MAX`], so only the
 //! last segment can end in a torn write. Recovery keeps whole batches only: records after
 //! the last batch end were never acknowledged, and part of a batch may hold part of an
@@ -32,7 +35,11 @@ pub const SEGMENT_BYTES_MAX: u64 = 32 * 1024 * 1024;
 /// The largest payload a record may declare: an envelope is a few hundred bytes, one that
 /// carries IdP metadata up to the service's body limit. A larger length is a corrupt header.
 pub const RECORD_BYTES_MAX: u32 = 8 * 1024 * 1024;
-const HEADER_BYTES: usize = 16;
+const HEADER_BYTES: usize = 24;
+/// The name of a segment file ends in this; segments of the earlier layout (16-byte headers,
+/// no stream link) end in [`LEGACY_SEGMENT_SUFFIX`] and are rewritten when a store is opened.
+const SEGMENT_SUFFIX: &str = ".events";
+pub(crate) const LEGACY_SEGMENT_SUFFIX: &str = ".seg";
 /// The segments' directory under the store's.
 pub const LOG_DIRECTORY: &str = "log";
 /// The top bit of a record's first header word: the record ends its batch.
@@ -70,13 +77,22 @@ pub struct SegmentLog {
     tail: Mutex<Tail>,
 }
 
+/// One record: its seq, the seq of the previous record of the same stream (0 for none) and
+/// its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<P = Vec<u8>> {
+    pub seq: u64,
+    pub prev_in_stream: u64,
+    pub payload: P,
+}
+
 /// What opening found past the acknowledged end.
 #[derive(Debug)]
 pub struct Recovered {
     pub log: SegmentLog,
     /// Records after `acknowledged`, in order: written and synced, but the store's indexes
     /// and projections may not have them yet.
-    pub unindexed: Vec<(u64, Vec<u8>)>,
+    pub unindexed: Vec<Record>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -86,7 +102,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn segment_name(first_seq: u64) -> String {
-    format!("{first_seq:020}.seg")
+    format!("{first_seq:020}{SEGMENT_SUFFIX}")
 }
 
 fn corrupt(reason: String) -> StoreError {
@@ -96,8 +112,7 @@ fn corrupt(reason: String) -> StoreError {
 /// One record read from a file, or why none could be.
 enum Frame {
     Record {
-        seq: u64,
-        payload: Vec<u8>,
+        record: Record,
         next: u64,
         ends_batch: bool,
     },
@@ -176,8 +191,8 @@ impl Window {
         };
         let (first_word, crc) = (word(0), word(4));
         let (length, ends_batch) = (first_word & !BATCH_END, first_word & BATCH_END != 0);
-        let mut seq_bytes = [0; 8];
-        seq_bytes.copy_from_slice(&header[8..16]);
+        let mut numbers = [0; 16];
+        numbers.copy_from_slice(&header[8..24]);
         if length > RECORD_BYTES_MAX {
             return Ok(Frame::Bad(format!("record header declares {length} bytes")));
         }
@@ -185,22 +200,31 @@ impl Window {
         if payload.len() < length as usize {
             return Ok(Frame::Bad("torn record".into()));
         }
-        if checksum(first_word, &seq_bytes, payload) != crc {
+        if checksum(first_word, &numbers, payload) != crc {
             return Ok(Frame::Bad("record checksum does not match".into()));
         }
+        let number = |at: usize| {
+            let mut bytes = [0; 8];
+            bytes.copy_from_slice(&numbers[at..at + 8]);
+            u64::from_be_bytes(bytes)
+        };
         Ok(Frame::Record {
-            seq: u64::from_be_bytes(seq_bytes),
-            payload: payload.to_vec(),
+            record: Record {
+                seq: number(0),
+                prev_in_stream: number(8),
+                payload: payload.to_vec(),
+            },
             next: offset + (HEADER_BYTES + length as usize) as u64,
             ends_batch,
         })
     }
 }
 
-fn checksum(first_word: u32, seq: &[u8; 8], payload: &[u8]) -> u32 {
+/// CRC-32 of a record's first word, its seq and stream link (`numbers`), and its payload.
+fn checksum(first_word: u32, numbers: &[u8; 16], payload: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&first_word.to_be_bytes());
-    hasher.update(seq);
+    hasher.update(numbers);
     hasher.update(payload);
     hasher.finalize()
 }
@@ -218,7 +242,7 @@ struct Walk {
 }
 
 /// Walks a segment, calling `visit` with each record of each whole batch.
-fn walk(segment: &Segment, mut visit: impl FnMut(u64, &[u8])) -> io::Result<Walk> {
+fn walk(segment: &Segment, mut visit: impl FnMut(Record)) -> io::Result<Walk> {
     let mut window = Window::new();
     let mut walk = Walk {
         index: Vec::new(),
@@ -227,7 +251,7 @@ fn walk(segment: &Segment, mut visit: impl FnMut(u64, &[u8])) -> io::Result<Walk
         stopped: None,
     };
     // The records of the batch being read, until its end is seen.
-    let mut batch: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut batch: Vec<Record> = Vec::new();
     let mut batch_index = Vec::new();
     let mut offset = 0;
     loop {
@@ -243,11 +267,11 @@ fn walk(segment: &Segment, mut visit: impl FnMut(u64, &[u8])) -> io::Result<Walk
                 return Ok(walk);
             }
             Frame::Record {
-                seq,
-                payload,
+                record,
                 next,
                 ends_batch,
             } => {
+                let seq = record.seq;
                 let expected = walk.next_seq + batch.len() as u64;
                 if seq != expected {
                     walk.stopped = Some(format!("record of seq {seq} where {expected} belongs"));
@@ -256,12 +280,10 @@ fn walk(segment: &Segment, mut visit: impl FnMut(u64, &[u8])) -> io::Result<Walk
                 if (seq - segment.first_seq).is_multiple_of(INDEX_EVERY_RECORDS) {
                     batch_index.push((seq, offset));
                 }
-                batch.push((seq, payload));
+                batch.push(record);
                 offset = next;
                 if ends_batch {
-                    for (seq, payload) in batch.drain(..) {
-                        visit(seq, &payload);
-                    }
+                    batch.drain(..).for_each(&mut visit);
                     walk.index.append(&mut batch_index);
                     walk.end = offset;
                     walk.next_seq = seq + 1;
@@ -273,10 +295,10 @@ fn walk(segment: &Segment, mut visit: impl FnMut(u64, &[u8])) -> io::Result<Walk
 
 fn frame_into(
     out: &mut Vec<u8>,
-    seq: u64,
-    payload: &[u8],
+    record: &Record<&[u8]>,
     ends_batch: bool,
 ) -> Result<(), StoreError> {
+    let payload = record.payload;
     let length = u32::try_from(payload.len())
         .ok()
         .filter(|length| *length <= RECORD_BYTES_MAX)
@@ -286,10 +308,12 @@ fn frame_into(
     } else {
         length
     };
-    let seq = seq.to_be_bytes();
+    let mut numbers = [0; 16];
+    numbers[..8].copy_from_slice(&record.seq.to_be_bytes());
+    numbers[8..].copy_from_slice(&record.prev_in_stream.to_be_bytes());
     out.extend_from_slice(&first_word.to_be_bytes());
-    out.extend_from_slice(&checksum(first_word, &seq, payload).to_be_bytes());
-    out.extend_from_slice(&seq);
+    out.extend_from_slice(&checksum(first_word, &numbers, payload).to_be_bytes());
+    out.extend_from_slice(&numbers);
     out.extend_from_slice(payload);
     Ok(())
 }
@@ -315,7 +339,7 @@ impl SegmentLog {
             let name = entry?.file_name();
             let Some(first) = name
                 .to_str()
-                .and_then(|name| name.strip_suffix(".seg"))
+                .and_then(|name| name.strip_suffix(SEGMENT_SUFFIX))
                 .and_then(|stem| stem.parse::<u64>().ok())
             else {
                 continue;
@@ -352,9 +376,9 @@ impl SegmentLog {
         let mut unindexed = Vec::new();
         let mut tail = None;
         for (position, segment) in segments.iter().enumerate().skip(from) {
-            let walked = walk(segment, |seq, payload| {
-                if seq > acknowledged {
-                    unindexed.push((seq, payload.to_vec()));
+            let walked = walk(segment, |record| {
+                if record.seq > acknowledged {
+                    unindexed.push(record);
                 }
             })?;
             let file_length = segment.file.metadata()?.len();
@@ -398,45 +422,45 @@ impl SegmentLog {
     /// Appends records with consecutive seqs, starting at the next seq, and makes them
     /// durable (`fdatasync`) before returning. On an error nothing of the batch counts: the
     /// next batch overwrites whatever part of it reached the file.
-    pub fn append(&self, records: &[(u64, impl AsRef<[u8]>)]) -> Result<(), StoreError> {
-        let Some((first, _)) = records.first() else {
+    pub fn append(&self, records: &[Record<impl AsRef<[u8]>>]) -> Result<(), StoreError> {
+        let Some(first) = records.first().map(|record| record.seq) else {
             return Ok(());
         };
         let mut tail = lock(&self.tail);
-        if *first != tail.next_seq {
+        if first != tail.next_seq {
             return Err(corrupt(format!(
                 "append of seq {first} where {} is next",
                 tail.next_seq
             )));
         }
         if let Some((seq, _)) = (records.iter().enumerate())
-            .map(|(position, (seq, _))| (*seq, first + position as u64))
+            .map(|(position, record)| (record.seq, first + position as u64))
             .find(|(seq, expected)| seq != expected)
         {
             return Err(corrupt(format!("seq {seq} out of order in a batch")));
         }
         if tail.end >= SEGMENT_BYTES_MAX {
-            self.start_segment(*first)?;
+            self.start_segment(first)?;
             tail.end = 0;
         }
         let mut bytes = Vec::with_capacity(
             records
                 .iter()
-                .map(|(_, p)| p.as_ref().len() + HEADER_BYTES)
+                .map(|record| record.payload.as_ref().len() + HEADER_BYTES)
                 .sum(),
         );
         let segment = self.last();
         let mut index_entries = Vec::new();
-        for (position, (seq, payload)) in records.iter().enumerate() {
-            if (seq - segment.first_seq).is_multiple_of(INDEX_EVERY_RECORDS) {
-                index_entries.push((*seq, tail.end + bytes.len() as u64));
+        for (position, record) in records.iter().enumerate() {
+            if (record.seq - segment.first_seq).is_multiple_of(INDEX_EVERY_RECORDS) {
+                index_entries.push((record.seq, tail.end + bytes.len() as u64));
             }
-            frame_into(
-                &mut bytes,
-                *seq,
-                payload.as_ref(),
-                position + 1 == records.len(),
-            )?;
+            let borrowed = Record {
+                seq: record.seq,
+                prev_in_stream: record.prev_in_stream,
+                payload: record.payload.as_ref(),
+            };
+            frame_into(&mut bytes, &borrowed, position + 1 == records.len())?;
         }
         let written = segment
             .file
@@ -525,7 +549,7 @@ fn create_segment_file(dir: &Path, first_seq: u64) -> Result<File, StoreError> {
 fn indexed_offset(segment: &Segment, seq: u64) -> io::Result<(u64, u64)> {
     let mut index = lock(&segment.index);
     if index.is_none() {
-        *index = Some(walk(segment, |_, _| {})?.index);
+        *index = Some(walk(segment, |_| {})?.index);
     }
     let entries = index.as_deref().unwrap_or_default();
     let position = entries.partition_point(|(indexed, _)| *indexed <= seq);
@@ -564,7 +588,7 @@ pub struct Records<'l> {
 }
 
 impl Records<'_> {
-    fn missing(&mut self, reason: &str) -> Option<Result<(u64, Vec<u8>), RecordError>> {
+    fn missing(&mut self, reason: &str) -> Option<Result<Record, RecordError>> {
         let seq = self.next_seq;
         self.next_seq = u64::MAX;
         Some(Err(RecordError {
@@ -575,7 +599,7 @@ impl Records<'_> {
 }
 
 impl Iterator for Records<'_> {
-    type Item = Result<(u64, Vec<u8>), RecordError>;
+    type Item = Result<Record, RecordError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.next_seq > self.through {
@@ -618,15 +642,16 @@ impl Iterator for Records<'_> {
                 }
             };
             match self.window.frame(&segment.file, self.offset) {
-                Ok(Frame::Record {
-                    seq, payload, next, ..
-                }) if seq == self.next_seq => {
+                Ok(Frame::Record { record, next, .. }) if record.seq == self.next_seq => {
                     self.offset = next;
                     self.next_seq += 1;
-                    return Some(Ok((seq, payload)));
+                    return Some(Ok(record));
                 }
-                Ok(Frame::Record { seq, .. }) => {
-                    return self.missing(&format!("a record of seq {seq} stands in its place"));
+                Ok(Frame::Record { record, .. }) => {
+                    return self.missing(&format!(
+                        "a record of seq {} stands in its place",
+                        record.seq
+                    ));
                 }
                 Ok(Frame::End) => match self.log.segment_after(segment.first_seq) {
                     Some(next) if next.first_seq == self.next_seq => {
@@ -653,19 +678,40 @@ mod tests {
             .into_bytes()
     }
 
+    /// A made-up stream link: every third record continues the stream of two before it.
+    fn link(seq: u64) -> u64 {
+        if seq.is_multiple_of(3) { seq - 2 } else { 0 }
+    }
+
+    fn record(seq: u64) -> Record {
+        Record {
+            seq,
+            prev_in_stream: link(seq),
+            payload: payload(seq),
+        }
+    }
+
     fn append_range(log: &SegmentLog, seqs: std::ops::RangeInclusive<u64>) {
-        let records: Vec<(u64, Vec<u8>)> = seqs.map(|seq| (seq, payload(seq))).collect();
+        let records: Vec<Record> = seqs.map(record).collect();
         log.append(&records).unwrap();
     }
 
     fn all(log: &SegmentLog, from: u64, through: u64) -> Vec<u64> {
         log.read(from, through)
-            .map(|record| {
-                let (seq, bytes) = record.unwrap();
-                assert_eq!(bytes, payload(seq));
-                seq
+            .map(|read| {
+                let read = read.unwrap();
+                assert_eq!(read, record(read.seq));
+                read.seq
             })
             .collect()
+    }
+
+    fn raw(seq: u64, payload: &[u8]) -> Record<&[u8]> {
+        Record {
+            seq,
+            prev_in_stream: 0,
+            payload,
+        }
     }
 
     fn segment_files(dir: &Path) -> Vec<PathBuf> {
@@ -702,16 +748,16 @@ mod tests {
         let big = vec![7u8; RECORD_BYTES_MAX as usize];
         let records = (SEGMENT_BYTES_MAX / RECORD_BYTES_MAX as u64) + 2;
         for seq in 1..=records {
-            log.append(&[(seq, &big)]).unwrap();
+            log.append(&[raw(seq, &big)]).unwrap();
         }
         assert_eq!(segment_files(dir.path()).len(), 2);
-        let seqs: Vec<u64> = log.read(1, records).map(|r| r.unwrap().0).collect();
+        let seqs: Vec<u64> = log.read(1, records).map(|r| r.unwrap().seq).collect();
         assert_eq!(seqs, (1..=records).collect::<Vec<_>>());
         drop(log);
         let log = SegmentLog::open(dir.path(), records).unwrap().log;
         let seqs: Vec<u64> = log
             .read(records - 2, records)
-            .map(|r| r.unwrap().0)
+            .map(|r| r.unwrap().seq)
             .collect();
         assert_eq!(seqs, (records - 2..=records).collect::<Vec<_>>());
     }
@@ -723,8 +769,9 @@ mod tests {
         append_range(&log, 1..=10);
         drop(log);
         let recovered = SegmentLog::open(dir.path(), 7).unwrap();
-        let seqs: Vec<u64> = recovered.unindexed.iter().map(|(seq, _)| *seq).collect();
+        let seqs: Vec<u64> = recovered.unindexed.iter().map(|r| r.seq).collect();
         assert_eq!(seqs, [8, 9, 10]);
+        assert_eq!(recovered.unindexed[1], record(9));
         assert_eq!(recovered.log.next_seq(), 11);
     }
 
@@ -829,11 +876,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = SegmentLog::open(dir.path(), 0).unwrap().log;
         append_range(&log, 1..=2);
-        assert!(log.append(&[(4, b"x".as_slice())]).is_err());
-        assert!(
-            log.append(&[(3, b"x".as_slice()), (5, b"y".as_slice())])
-                .is_err()
-        );
+        assert!(log.append(&[raw(4, b"x")]).is_err());
+        assert!(log.append(&[raw(3, b"x"), raw(5, b"y")]).is_err());
         assert_eq!(log.next_seq(), 3);
     }
 }

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::provisioning::user::UserState;
 
-use super::envelope::{self, GENESIS_HASH};
+use super::envelope::{self, Envelope, GENESIS_HASH};
+use super::heads::Head;
 use super::projections::{
     InMemory, ProjectError, Projection, ProjectionStore, decode, encode, project,
 };
@@ -36,6 +37,9 @@ pub enum VerifyFailure {
         projection: &'static str,
         key: String,
     },
+    /// The record of this seq does not link to the previous event of its stream.
+    #[error("stream link broken at seq {seq}: {reason}")]
+    StreamLink { seq: u64, reason: String },
     #[error("storage: {0}")]
     Storage(String),
 }
@@ -47,19 +51,42 @@ impl From<StoreError> for VerifyFailure {
 }
 
 impl Store {
-    /// Checks the chain from genesis and the projections against a fresh fold.
+    /// Checks the chain from genesis, each record's link to the previous event of its
+    /// stream, and the stream heads and the projections against a fresh fold.
     pub fn verify(&self) -> Result<VerifyReport, VerifyFailure> {
         let mut fold = InMemory::new();
+        let mut heads: BTreeMap<Vec<u8>, Head> = BTreeMap::new();
         let (head_seq, head_hash) = self.head()?;
         let records = self.records(1, head_seq).map(|record| match record {
-            Ok((seq, bytes)) => Ok((keys::seq(seq), bytes)),
+            Ok(record) => Ok((
+                Linked {
+                    seq: keys::seq(record.seq),
+                    prev_in_stream: record.prev_in_stream,
+                },
+                record.payload,
+            )),
             Err(error) => Err(VerifyFailure::Chain {
                 seq: error.seq,
                 reason: error.reason,
             }),
         });
         let (events, running) = with_scan(records, |records| {
-            check_chain(records, self.hasher(), &mut fold)
+            walk_chain(records, self.hasher(), |linked, envelope| {
+                let head = heads
+                    .entry(keys::head(&envelope.org_id, &envelope.stream))
+                    .or_default();
+                if linked.prev_in_stream != head.last_seq {
+                    return Err(VerifyFailure::StreamLink {
+                        seq: envelope.seq,
+                        reason: format!(
+                            "it links to seq {}, the stream's previous event is {}",
+                            linked.prev_in_stream, head.last_seq
+                        ),
+                    });
+                }
+                *head = head.after(envelope.seq);
+                fold_into(&mut fold, envelope)
+            })
         })?;
         if head_seq != events || head_hash != running {
             return Err(VerifyFailure::Chain {
@@ -67,11 +94,16 @@ impl Store {
                 reason: format!("head says seq {head_seq}"),
             });
         }
+        let heads = heads
+            .into_iter()
+            .map(|(key, head)| (key, head.encode().to_vec()))
+            .collect();
+        compare(&self.trees().heads, Some(&heads), "heads")?;
         for projection in Projection::ALL {
             compare(
                 self.trees().projection(projection),
                 fold.get(&projection),
-                projection,
+                projection.tree_name(),
             )?;
         }
         Ok(VerifyReport {
@@ -132,8 +164,7 @@ impl Store {
         let done = with_scan(self.records(1, total), |records| {
             let mut done = 0;
             for record in records {
-                let (_, bytes) = record?;
-                let envelope = envelope::decode(&bytes)?;
+                let envelope = envelope::decode(&record?.payload)?;
                 project(&mut chunk, &envelope).map_err(|error| match error {
                     ProjectError::Store(error) => StoreError::Sled(error),
                     ProjectError::Corrupt(reason) => corrupt(&reason),
@@ -162,6 +193,34 @@ pub fn check_chain<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     hasher: &super::ChainHasher,
     fold: &mut InMemory,
 ) -> Result<(u64, [u8; 32]), VerifyFailure> {
+    walk_chain(records, hasher, |_, envelope| fold_into(fold, envelope))
+}
+
+/// A record's seq key and its link to the previous event of its stream.
+struct Linked {
+    seq: [u8; 8],
+    prev_in_stream: u64,
+}
+
+impl AsRef<[u8]> for Linked {
+    fn as_ref(&self) -> &[u8] {
+        &self.seq
+    }
+}
+
+fn fold_into(fold: &mut InMemory, envelope: &Envelope) -> Result<(), VerifyFailure> {
+    project(fold, envelope).map_err(|_| VerifyFailure::Chain {
+        seq: envelope.seq,
+        reason: "cannot be folded".into(),
+    })
+}
+
+/// [`check_chain`], handing each checked envelope with its key to `visit`.
+fn walk_chain<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+    records: impl Iterator<Item = Result<(K, V), VerifyFailure>>,
+    hasher: &super::ChainHasher,
+    mut visit: impl FnMut(&K, &Envelope) -> Result<(), VerifyFailure>,
+) -> Result<(u64, [u8; 32]), VerifyFailure> {
     let mut running = GENESIS_HASH;
     let mut expected_seq = 1;
     for record in records {
@@ -170,8 +229,8 @@ pub fn check_chain<K: AsRef<[u8]>, V: AsRef<[u8]>>(
             seq: expected_seq,
             reason: reason.to_string(),
         };
-        let (key, bytes) = (key.as_ref(), bytes.as_ref());
-        if key != keys::seq(expected_seq) {
+        let (key_bytes, bytes) = (key.as_ref(), bytes.as_ref());
+        if key_bytes != keys::seq(expected_seq) {
             return Err(chain("missing event"));
         }
         let envelope = envelope::decode(bytes).map_err(|e| chain(&format!("undecodable: {e}")))?;
@@ -185,7 +244,7 @@ pub fn check_chain<K: AsRef<[u8]>, V: AsRef<[u8]>>(
             return Err(chain("hash does not match"));
         }
         running = envelope.hash;
-        project(fold, &envelope).map_err(|_| chain("cannot be folded"))?;
+        visit(&key, &envelope)?;
         expected_seq += 1;
     }
     Ok((expected_seq - 1, running))
@@ -328,14 +387,14 @@ impl ProjectionStore for Chunk<'_> {
 fn compare(
     stored: &sled::Tree,
     expected: Option<&BTreeMap<Vec<u8>, Vec<u8>>>,
-    projection: Projection,
+    name: &'static str,
 ) -> Result<(), VerifyFailure> {
     let empty = BTreeMap::new();
     let mut expected = expected.unwrap_or(&empty).iter();
     let mut stored = stored.iter();
     loop {
         let differs = |key: &[u8]| VerifyFailure::Projection {
-            projection: projection.tree_name(),
+            projection: name,
             key: String::from_utf8_lossy(key).replace('\0', "/"),
         };
         match (stored.next(), expected.next()) {

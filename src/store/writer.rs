@@ -3,7 +3,7 @@
 //! transaction, flushes and syncs sled, then answers. Group commit: many concurrent logins
 //! share one sync of each.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,7 +14,8 @@ use sled::transaction::{
     ConflictableTransactionError, TransactionalTree, UnabortableTransactionError,
 };
 
-use super::segments::SegmentLog;
+use super::heads::{self, Head};
+use super::segments::{Record, SegmentLog};
 
 use super::envelope::{CONFIG_STREAM, ChainHasher, Envelope, GENESIS_HASH, Unsealed};
 use super::org_cache::OrgCache;
@@ -252,11 +253,11 @@ fn check_shape(request: &AppendRequest, version: u64) -> Result<(), AppendError>
     }
 }
 
-/// What one accepted append writes to sled besides its events: the stream index, the head
-/// and the replay guard, and (through `project`) the projections.
+/// What one accepted append writes to sled besides its events: the stream's head and the
+/// replay guard, and (through `project`) the projections.
 pub(crate) struct Indexed {
     pub envelopes: Vec<Envelope>,
-    pub head: (Vec<u8>, u64),
+    pub head: (Vec<u8>, Head),
     pub guard: Option<(Vec<u8>, i128)>,
 }
 
@@ -285,18 +286,16 @@ fn commit(
     let (mut last_seq, mut last_hash) = read_head(&trees.meta).map_err(storage)?;
     // recorded_at never goes back, so that a time bound cuts the log at one seq.
     let mut last_recorded_at = read_recorded_at(&trees.meta).map_err(storage)?;
-    let mut heads: HashMap<Vec<u8>, u64> = HashMap::new();
+    let mut heads = heads::Pending::new(&trees.heads);
     let mut guards: HashSet<Vec<u8>> = HashSet::new();
     let mut replies = Vec::with_capacity(batch.len());
     let mut accepted = Vec::new();
-    let mut records: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut records: Vec<Record> = Vec::new();
     for job in batch {
         let request = &job.request;
         let head_key = keys::head(&request.org_id, &request.stream);
-        let actual = match heads.get(&head_key) {
-            Some(version) => *version,
-            None => read_u64(&trees.heads, &head_key).map_err(storage)?,
-        };
+        let mut head = heads.get(&head_key).map_err(storage)?;
+        let actual = head.version;
         if actual != request.expected_version {
             replies.push(Err(AppendError::Conflict {
                 expected: request.expected_version,
@@ -343,16 +342,20 @@ fn commit(
             };
             let (bytes, envelope) = unsealed.seal(last_hash, hasher);
             last_hash = envelope.hash;
-            records.push((last_seq, bytes));
+            records.push(Record {
+                seq: last_seq,
+                prev_in_stream: head.last_seq,
+                payload: bytes,
+            });
+            head = head.after(last_seq);
             envelopes.push(envelope);
         }
-        let version = actual + request.events.len() as u64;
-        heads.insert(head_key.clone(), version);
+        heads.set(head_key.clone(), head);
         // Filled with the envelopes once they are indexed.
         replies.push(Ok(Vec::new()));
         accepted.push(Indexed {
             envelopes,
-            head: (head_key, version),
+            head: (head_key, head),
             guard,
         });
     }
@@ -389,7 +392,6 @@ pub(crate) fn read_recorded_at(meta: &sled::Tree) -> Result<i128, StoreError> {
 /// new end in `meta`.
 pub(crate) fn index(trees: &Trees, accepted: &[Indexed], end: &LastEnd) -> Result<(), String> {
     let all = (
-        &trees.streams,
         &trees.heads,
         &trees.assertions,
         &trees.meta,
@@ -399,7 +401,7 @@ pub(crate) fn index(trees: &Trees, accepted: &[Indexed], end: &LastEnd) -> Resul
         &trees.orgs,
     );
     let result = all.transaction(
-        |(streams, heads, assertions, meta, users, users_by_role, acl, orgs)| {
+        |(heads, assertions, meta, users, users_by_role, acl, orgs)| {
             let mut projections = TxProjections {
                 users,
                 users_by_role,
@@ -408,14 +410,6 @@ pub(crate) fn index(trees: &Trees, accepted: &[Indexed], end: &LastEnd) -> Resul
             };
             for item in accepted {
                 for envelope in &item.envelopes {
-                    streams.insert(
-                        keys::stream_entry(
-                            &envelope.org_id,
-                            &envelope.stream,
-                            envelope.stream_version,
-                        ),
-                        &keys::seq(envelope.seq),
-                    )?;
                     project(&mut projections, envelope).map_err(|error| match error {
                         ProjectError::Store(error) => ConflictableTransactionError::from(error),
                         ProjectError::Corrupt(reason) => {
@@ -423,8 +417,8 @@ pub(crate) fn index(trees: &Trees, accepted: &[Indexed], end: &LastEnd) -> Resul
                         }
                     })?;
                 }
-                let (head_key, version) = &item.head;
-                heads.insert(head_key.as_slice(), &version.to_be_bytes())?;
+                let (head_key, head) = &item.head;
+                heads.insert(head_key.as_slice(), &head.encode())?;
                 if let Some((key, not_on_or_after)) = &item.guard {
                     assertions.insert(key.as_slice(), &not_on_or_after.to_be_bytes())?;
                 }

@@ -1287,9 +1287,9 @@ fn scan_floor(dir: &Path, head: u64) -> Fallible<f64> {
     let started = Instant::now();
     let (mut records, mut bytes) = (0u64, 0usize);
     for record in log.read(1, head) {
-        let (_, value) = record.map_err(|e| format!("scan: {e}"))?;
+        let record = record.map_err(|e| format!("scan: {e}"))?;
         records += 1;
-        bytes += value.len();
+        bytes += record.payload.len();
     }
     let seconds = started.elapsed().as_secs_f64();
     std::hint::black_box(bytes);
