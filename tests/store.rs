@@ -246,10 +246,11 @@ fn copy_sled_files(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-#[test]
-fn events_synced_to_the_files_but_not_indexed_by_sled_are_indexed_on_open() {
-    // A crash after the segment file's sync and before sled's: the files hold the batch,
-    // sled is as it was before it.
+/// A crash after the segment file's sync and before sled's: the files hold alice's third
+/// event (seq 12), sled is as it was before it. `edit` may change the segment file first.
+fn appended_but_not_indexed(
+    edit: impl FnOnce(&mut Vec<u8>, &[(u64, std::ops::Range<usize>)]),
+) -> tempfile::TempDir {
     let dir = populated_and_closed();
     let before = tempfile::tempdir().unwrap();
     copy_sled_files(dir.path(), before.path());
@@ -273,6 +274,24 @@ fn events_synced_to_the_files_but_not_indexed_by_sled_are_indexed_on_open() {
         }
     }
     copy_sled_files(before.path(), dir.path());
+    let path = segment_path(&dir);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let records = records_in(&bytes);
+    edit(&mut bytes, &records);
+    std::fs::write(&path, &bytes).unwrap();
+    dir
+}
+
+#[test]
+fn an_unindexed_event_that_does_not_continue_its_stream_is_refused_on_open() {
+    let dir = appended_but_not_indexed(|bytes, records| relink(bytes, records, 11, 0));
+    let error = Store::open(&StoreConfig::new(dir.path())).unwrap_err();
+    assert!(error.to_string().contains("event 12"), "{error}");
+}
+
+#[test]
+fn events_synced_to_the_files_but_not_indexed_by_sled_are_indexed_on_open() {
+    let dir = appended_but_not_indexed(|_, _| {});
     let store = open(&dir);
     assert_eq!(store.head().unwrap().0, 12);
     assert_eq!(
@@ -281,6 +300,8 @@ fn events_synced_to_the_files_but_not_indexed_by_sled_are_indexed_on_open() {
     );
     let alice = store.user("acme", "alice").unwrap().unwrap();
     assert_eq!(alice.version, 3);
+    let stream = store.stream("acme", &user_stream("alice"), None).unwrap();
+    assert_eq!(stream.iter().map(|e| e.seq).collect::<Vec<_>>(), [4, 5, 12]);
     // The replay guard came back with the event.
     assert_eq!(
         store.append_blocking(user_append("alice", 3, vec![recorded(9)], 9)),
