@@ -629,8 +629,10 @@ async fn run_login(
     let response = body(payload)
         .and_then(|b| saml_response(&headers, &b))
         .map_err(fail(&request_id))?;
-    let id = request_id.0.clone();
-    let answer = blocking(&request_id.0, move || service.login(&org, &response, &id)).await?;
+    let answer = service
+        .login(org, response, request_id.0.clone())
+        .await
+        .map_err(fail(&request_id))?;
     Ok(Json(answer).into_response())
 }
 

@@ -28,11 +28,12 @@ pub const JSON_BODY_BYTES_MAX: usize = 64 * 1024;
 /// Requests in flight at once; beyond it, 503 with Retry-After rather than a queue that
 /// grows until every request times out.
 pub const REQUESTS_IN_FLIGHT_MAX: usize = 1024;
-/// Threads running blocking work (a login's validation, then its wait for the disk). A
-/// login holds one until its batch is durable, so this also caps a batch's size; each
-/// thread keeps its own allocator heap (about 2.5 MiB after a login), and tokio's default of
-/// 512 let 256 concurrent logins grow the process past 800 MiB. Beyond it, logins queue.
-pub const BLOCKING_THREADS_MAX: usize = 64;
+/// Threads running blocking work: a login's validation (CPU), an admin change until it is
+/// durable, the pruning of replay guards. A login waits for the disk without a thread, so
+/// this bounds CPU work, a few times the cores of a small machine, and memory: each thread
+/// keeps its own allocator heap (about 2.5 MiB after a login); tokio's default of 512 once
+/// let 256 concurrent logins grow the process past 800 MiB. Beyond it, work queues.
+pub const BLOCKING_THREADS_MAX: usize = 16;
 /// How long one request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -814,19 +814,34 @@ impl Service {
 
     /// The login pipeline: validate, decide, append (deciding again on a conflict), answer
     /// once durable. A refusal writes nothing and is recorded.
-    pub fn login(
-        &self,
-        org_id: &str,
-        response: &[u8],
-        request_id: &str,
+    ///
+    /// The validation runs on the blocking pool (it is CPU work); the wait for the disk is
+    /// an `await`, so a login holds no thread while its batch is made durable.
+    pub async fn login(
+        self: Arc<Self>,
+        org_id: String,
+        response: Vec<u8>,
+        request_id: String,
     ) -> Result<LoginAnswer, ApiError> {
-        let org = self.org(org_id)?;
+        let service = Arc::clone(&self);
+        let org_for_validation = org_id.clone();
+        let validated = tokio::task::spawn_blocking(move || {
+            let org = service.org(&org_for_validation).map_err(|e| (None, e))?;
+            let (idp_id, login) = service.validate(&org, &response)?;
+            Ok((org, idp_id, login))
+        })
+        .await
+        .unwrap_or_else(|_| Err((None, ApiError::internal())));
         let mut name_id = None;
-        let result = self.validate(&org, response).and_then(|(idp_id, login)| {
-            name_id = Some(login.name_id().value.clone());
-            self.record_login(&org, &idp_id, &login)
-                .map_err(|error| (Some(idp_id.clone()), error))
-        });
+        let result = match validated {
+            Ok((org, idp_id, login)) => {
+                name_id = Some(login.name_id().value.clone());
+                self.record_login(&org, &idp_id, &login)
+                    .await
+                    .map_err(|error| (Some(idp_id), error))
+            }
+            Err(refusal) => Err(refusal),
+        };
         match result {
             Ok(answer) => {
                 self.metrics.count_login(answer.outcome.as_str());
@@ -834,13 +849,13 @@ impl Service {
             }
             Err((idp_id, error)) => {
                 self.metrics.count_refusal(error.code);
-                self.reject(org_id, &error, idp_id, name_id, request_id);
+                self.reject(&org_id, &error, idp_id, name_id, &request_id);
                 Err(error)
             }
         }
     }
 
-    fn record_login(
+    async fn record_login(
         &self,
         org: &OrgConfig,
         idp_id: &str,
@@ -872,7 +887,7 @@ impl Service {
                 recorded_at: self.now_nanos(),
             };
             let started = std::time::Instant::now();
-            let appended = self.store.append_blocking(request);
+            let appended = self.store.append(request).await;
             self.metrics.observe_append(started.elapsed());
             match appended {
                 Ok(envelopes) => {
