@@ -344,21 +344,51 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
 /// the skew), so it stays small however long the log grows.
 const PRUNE_ASSERTIONS_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// Forgets expired replay guards every [`PRUNE_ASSERTIONS_EVERY`], from the start, on the
-/// blocking pool.
+/// The pause between two steps of a pruning run: a backlog of millions of guards (after a
+/// long stop) is forgotten over a minute or so, beside logins, instead of in one burst.
+const PRUNE_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Forgets expired replay guards every [`PRUNE_ASSERTIONS_EVERY`], from the start: steps of
+/// [`jitledger::service::PRUNE_CHUNK_GUARDS`] on the blocking pool, with a pause after each.
 async fn prune_assertions_periodically(service: Arc<Service>) {
     let mut every = tokio::time::interval(PRUNE_ASSERTIONS_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        let service = Arc::clone(&service);
-        match tokio::task::spawn_blocking(move || service.prune_expired_assertions()).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(pruned)) => {
-                tracing::info!(pruned, "forgot the replay guards of expired assertions")
+        let started = std::time::Instant::now();
+        let (mut forgotten, mut after) = (0, None);
+        loop {
+            let service = Arc::clone(&service);
+            let from = after.take();
+            let step = tokio::task::spawn_blocking(move || {
+                service.prune_expired_assertions(from.as_deref())
+            })
+            .await;
+            match step {
+                Ok(Ok(pruned)) => {
+                    forgotten += pruned.forgotten;
+                    match pruned.resume_after {
+                        Some(key) => after = Some(key),
+                        None => break,
+                    }
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "forgetting expired replay guards failed");
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "forgetting expired replay guards stopped");
+                    break;
+                }
             }
-            Ok(Err(error)) => tracing::warn!(%error, "forgetting expired replay guards failed"),
-            Err(error) => tracing::warn!(%error, "forgetting expired replay guards stopped"),
+            tokio::time::sleep(PRUNE_PAUSE).await;
+        }
+        if forgotten > 0 {
+            tracing::info!(
+                forgotten,
+                seconds = started.elapsed().as_secs_f64(),
+                "forgot the replay guards of expired assertions"
+            );
         }
     }
 }

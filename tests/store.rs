@@ -226,7 +226,39 @@ fn an_assertion_can_be_appended_once_even_after_restart() {
     );
     assert_eq!(store.head().unwrap().0, 11);
     // Once expired, the ID is forgotten (the validator refuses the assertion as expired).
-    assert_eq!(store.prune_assertions(1_003).unwrap(), 2);
+    let pruned = store.prune_assertions(1_003, None, 1_000).unwrap();
+    assert_eq!((pruned.forgotten, pruned.resume_after), (2, None));
+}
+
+#[test]
+fn pruning_in_steps_forgets_every_expired_guard_and_no_live_one() {
+    let dir = populated_and_closed();
+    let store = open(&dir);
+    // One guard per step: the run resumes after the last key it read.
+    let (mut forgotten, mut after, mut steps) = (0, None, 0);
+    loop {
+        let step = store.prune_assertions(1_003, after.as_deref(), 1).unwrap();
+        assert!(step.forgotten <= 1);
+        forgotten += step.forgotten;
+        steps += 1;
+        match step.resume_after {
+            Some(key) => after = Some(key),
+            None => break,
+        }
+    }
+    assert_eq!(forgotten, 2);
+    assert!(steps >= 3, "{steps}");
+    // The live guards stay: their assertions are still refused as replays.
+    assert_eq!(
+        store.append_blocking(user_append("carol", 2, vec![recorded(3)], 3)),
+        Err(AppendError::ReplayedAssertion {
+            assertion_id: "_a3".into()
+        })
+    );
+    // The forgotten ones went.
+    store
+        .append_blocking(user_append("alice", 2, vec![recorded(1)], 1))
+        .unwrap();
 }
 
 /// Copies a closed store's sled files (everything but the segment files of `log/`).

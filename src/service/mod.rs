@@ -28,7 +28,8 @@ use crate::saml::response::{
     ExpectedRequests, IdpTrust, ParsedResponse, SpSettings, ValidatedLogin, decode_post_binding,
 };
 use crate::store::{
-    AppendError, AppendRequest, AssertionGuard, CONFIG_STREAM, Cause, Store, user_stream,
+    AppendError, AppendRequest, AssertionGuard, CONFIG_STREAM, Cause, PrunedGuards, Store,
+    user_stream,
 };
 
 pub use error::ApiError;
@@ -49,6 +50,9 @@ pub const OUTSTANDING_REQUESTS_PER_ORG_MAX: usize = 10_000;
 pub const OUTSTANDING_REQUEST_SECONDS: i64 = 600;
 /// Decide-and-append attempts before a login under heavy contention gives up.
 pub const APPEND_ATTEMPTS_MAX: usize = 16;
+/// Expired replay guards forgotten per step of a pruning run: a few milliseconds of sled
+/// removals, after which the pruner pauses.
+pub const PRUNE_CHUNK_GUARDS: usize = 1024;
 /// Length bound of org, IdP, role and token IDs in paths.
 pub const ID_CHARS_MAX: usize = 64;
 
@@ -328,8 +332,14 @@ impl Service {
     /// Forgets the replay guards of assertions that have expired (NotOnOrAfter plus the
     /// org's skew, as the guard records it): the validator refuses those assertions anyway.
     /// Returns how many were forgotten.
-    pub fn prune_expired_assertions(&self) -> Result<usize, crate::store::StoreError> {
-        self.store.prune_assertions(self.now_nanos())
+    /// Forgets up to [`PRUNE_CHUNK_GUARDS`] expired replay guards after the key `after` (see
+    /// [`Store::prune_assertions`]).
+    pub fn prune_expired_assertions(
+        &self,
+        after: Option<&[u8]>,
+    ) -> Result<PrunedGuards, crate::store::StoreError> {
+        self.store
+            .prune_assertions(self.now_nanos(), after, PRUNE_CHUNK_GUARDS)
     }
 
     pub fn now(&self) -> OffsetDateTime {

@@ -299,6 +299,18 @@ pub(crate) fn recovered_guard(envelope: &Envelope) -> Option<(Vec<u8>, i128)> {
     }
 }
 
+/// How many guards one pruning call reads at most, per guard it may forget: bounds a call
+/// that meets mostly live guards.
+pub const PRUNE_READ_PER_FORGOTTEN: usize = 8;
+
+/// What one call of [`Store::prune_assertions`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrunedGuards {
+    pub forgotten: usize,
+    /// The key to go on after; `None` once the last guard was read.
+    pub resume_after: Option<Vec<u8>>,
+}
+
 /// What a stream read reserves before it knows how many events it keeps.
 const STREAM_CAPACITY_MAX: u64 = 1024;
 
@@ -597,11 +609,31 @@ impl Store {
             })
     }
 
-    /// Forgets assertion IDs whose NotOnOrAfter is before `now` (Unix nanoseconds): the
-    /// validator refuses those assertions as expired anyway.
-    pub fn prune_assertions(&self, now: i128) -> Result<usize, StoreError> {
-        let mut pruned = 0;
-        for entry in self.trees.assertions.iter() {
+    /// Forgets the replay guards whose NotOnOrAfter is before `now` (Unix nanoseconds): the
+    /// validator refuses those assertions as expired anyway. One call goes through the
+    /// guards in key order after `after`, and stops once it has forgotten `limit` of them or
+    /// read [`PRUNE_READ_PER_FORGOTTEN`] times that many, so that a caller can pause between
+    /// calls and a large backlog does not starve logins. Guards are removed one by one:
+    /// a sled batch would hold the lock every read waits on for all of them.
+    pub fn prune_assertions(
+        &self,
+        now: i128,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<PrunedGuards, StoreError> {
+        let mut pruned = PrunedGuards {
+            forgotten: 0,
+            resume_after: None,
+        };
+        let range = match after {
+            Some(key) => self
+                .trees
+                .assertions
+                .range::<&[u8], _>((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded)),
+            None => self.trees.assertions.iter(),
+        };
+        let read_max = limit.saturating_mul(PRUNE_READ_PER_FORGOTTEN);
+        for (read, entry) in range.enumerate() {
             let (key, value) = entry?;
             let expiry = i128::from_be_bytes(
                 value
@@ -610,8 +642,12 @@ impl Store {
                     .map_err(|_| corrupt("assertion expiry"))?,
             );
             if expiry < now {
-                self.trees.assertions.remove(key)?;
-                pruned += 1;
+                self.trees.assertions.remove(&key)?;
+                pruned.forgotten += 1;
+            }
+            if pruned.forgotten >= limit || read + 1 >= read_max {
+                pruned.resume_after = Some(key.to_vec());
+                break;
             }
         }
         Ok(pruned)
