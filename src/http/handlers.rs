@@ -629,10 +629,14 @@ async fn run_login(
     let response = body(payload)
         .and_then(|b| saml_response(&headers, &b))
         .map_err(fail(&request_id))?;
-    let answer = service
-        .login(org, response, request_id.0.clone())
-        .await
-        .map_err(fail(&request_id))?;
+    // A task of its own, so that a client that goes away (or the request timeout) cannot
+    // stop a login between its append and what follows it (the request ID consumed, the
+    // metrics); a panic in it is a 500.
+    let login = tokio::spawn(service.login(org, response, request_id.0.clone()));
+    let answer = match login.await {
+        Ok(answer) => answer.map_err(fail(&request_id))?,
+        Err(_) => return Err(fail(&request_id)(ApiError::internal())),
+    };
     Ok(Json(answer).into_response())
 }
 

@@ -329,11 +329,9 @@ impl Service {
         &self.store
     }
 
-    /// Forgets the replay guards of assertions that have expired (NotOnOrAfter plus the
-    /// org's skew, as the guard records it): the validator refuses those assertions anyway.
-    /// Returns how many were forgotten.
-    /// Forgets up to [`PRUNE_CHUNK_GUARDS`] expired replay guards after the key `after` (see
-    /// [`Store::prune_assertions`]).
+    /// Forgets up to [`PRUNE_CHUNK_GUARDS`] replay guards of assertions that have expired
+    /// (NotOnOrAfter plus the org's skew, as the guard records it), after the key `after`:
+    /// the validator refuses those assertions anyway (see [`Store::prune_assertions`]).
     pub fn prune_expired_assertions(
         &self,
         after: Option<&[u8]>,
@@ -833,10 +831,11 @@ impl Service {
         response: Vec<u8>,
         request_id: String,
     ) -> Result<LoginAnswer, ApiError> {
+        // An unknown org is answered before anything is recorded: refusals are kept per org,
+        // and anyone can post to any org's ACS.
+        let org = self.org(&org_id)?;
         let service = Arc::clone(&self);
-        let org_for_validation = org_id.clone();
         let validated = tokio::task::spawn_blocking(move || {
-            let org = service.org(&org_for_validation).map_err(|e| (None, e))?;
             let (idp_id, login) = service.validate(&org, &response)?;
             Ok((org, idp_id, login))
         })
