@@ -469,6 +469,66 @@ fn segment_files_without_stream_links_are_rewritten_with_them() {
 }
 
 #[test]
+fn a_rewrite_of_the_segments_cut_short_is_done_again() {
+    // A crash while writing `log.migrating`: a partial directory beside the legacy one.
+    let dir = populated_and_closed();
+    let before = streams_of_populated(&dir);
+    let records = to_earlier_index_layout(&dir);
+    let log = dir.path().join("log");
+    std::fs::create_dir(&log).unwrap();
+    std::fs::write(log.join(format!("{:020}.seg", 1)), legacy_segment(&records)).unwrap();
+    let migrating = dir.path().join("log.migrating");
+    std::fs::create_dir(&migrating).unwrap();
+    std::fs::write(migrating.join(format!("{:020}.events", 1)), b"half a rec").unwrap();
+    check_migrated(&dir, &before);
+}
+
+#[test]
+fn heads_rewritten_in_part_before_a_crash_are_rewritten_whole() {
+    // The segments are already linked; the `streams` tree is still there and one head
+    // already holds its last seq.
+    let dir = populated_and_closed();
+    let before = streams_of_populated(&dir);
+    let linked = std::fs::read(segment_path(&dir)).unwrap();
+    to_earlier_index_layout(&dir);
+    std::fs::create_dir(dir.path().join("log")).unwrap();
+    std::fs::write(segment_path(&dir), linked).unwrap();
+    {
+        let db = raw_sled(&dir);
+        let head = [2u64.to_be_bytes(), 5u64.to_be_bytes()].concat();
+        db.open_tree("heads")
+            .unwrap()
+            .insert(b"acme\0user:alice", head)
+            .unwrap();
+        db.flush().unwrap();
+    }
+    check_migrated(&dir, &before);
+}
+
+#[test]
+fn a_damaged_acknowledged_record_in_a_legacy_segment_stops_the_rewrite() {
+    let dir = populated_and_closed();
+    let records = to_earlier_index_layout(&dir);
+    let mut legacy = legacy_segment(&records);
+    // A byte of seq 6's payload: 16-byte headers, so this is inside the sixth record.
+    let sixth: usize = records[..5]
+        .iter()
+        .map(|(_, p)| 16 + p.len())
+        .sum::<usize>()
+        + 16
+        + 30;
+    legacy[sixth] ^= 0x01;
+    let log = dir.path().join("log");
+    std::fs::create_dir(&log).unwrap();
+    let path = log.join(format!("{:020}.seg", 1));
+    std::fs::write(&path, &legacy).unwrap();
+    let error = Store::open(&StoreConfig::new(dir.path())).unwrap_err();
+    assert!(error.to_string().contains("damaged after seq 5"), "{error}");
+    // The evidence is left as it was.
+    assert_eq!(std::fs::read(&path).unwrap(), legacy);
+}
+
+#[test]
 fn a_rewrite_of_the_segments_that_stopped_between_its_renames_is_finished() {
     // The rewritten segments are complete in `log.migrating`, the old ones were moved aside
     // to `log.legacy`, and then the process died.
@@ -702,6 +762,90 @@ fn a_stream_link_pointing_elsewhere_fails_verify_at_its_seq() {
     }
 }
 
+/// The populated store's events with seq 10 (bob's third) claiming stream version 4, the
+/// chain hashed again from genesis: what someone able to edit the files of a store without
+/// a chain key could write.
+fn resealed_with_a_version_gap(file: &[u8]) -> Vec<(u64, u64, Vec<u8>)> {
+    let mut prev_hash = [0; 32];
+    records_in(file)
+        .into_iter()
+        .map(|(seq, range)| {
+            let link =
+                u64::from_be_bytes(file[range.start + 16..range.start + 24].try_into().unwrap());
+            let envelope =
+                jitledger::store::envelope::decode(&file[range.start + HEADER..range.end]).unwrap();
+            let unsealed = jitledger::store::envelope::Unsealed {
+                seq: envelope.seq,
+                org_id: envelope.org_id,
+                stream: envelope.stream,
+                stream_version: envelope.stream_version + u64::from(seq == 10),
+                recorded_at: envelope.recorded_at,
+                cause: envelope.cause,
+                event: envelope.event,
+            };
+            let (bytes, sealed) = unsealed.seal(prev_hash, &ChainHasher::Sha256);
+            prev_hash = sealed.hash;
+            (seq, link, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn an_event_off_its_stream_version_fails_verify_at_its_seq() {
+    let dir = populated_and_closed();
+    let path = segment_path(&dir);
+    let mut file = Vec::new();
+    for (seq, link, payload) in resealed_with_a_version_gap(&std::fs::read(&path).unwrap()) {
+        let word = (payload.len() as u32 | 1 << 31).to_be_bytes();
+        let numbers = [seq.to_be_bytes(), link.to_be_bytes()].concat();
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&word);
+        crc.update(&numbers);
+        crc.update(&payload);
+        file.extend_from_slice(&word);
+        file.extend_from_slice(&crc.finalize().to_be_bytes());
+        file.extend_from_slice(&numbers);
+        file.extend_from_slice(&payload);
+    }
+    std::fs::write(&path, file).unwrap();
+    let failure = open(&dir).verify().unwrap_err();
+    assert!(
+        matches!(&failure, VerifyFailure::StreamLink { seq: 10, reason } if reason.contains("version")),
+        "{failure:?}"
+    );
+}
+
+#[test]
+fn an_import_off_its_stream_version_writes_nothing() {
+    let dir = populated_and_closed();
+    let events = resealed_with_a_version_gap(&std::fs::read(segment_path(&dir)).unwrap());
+    // The export format: magic, format byte, length-prefixed records, trailer, count, SHA-256.
+    let mut file = b"JITLEDGER-LOG\n\x01".to_vec();
+    for (_, _, payload) in &events {
+        file.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        file.extend_from_slice(payload);
+    }
+    file.extend_from_slice(b"END\n");
+    file.extend_from_slice(&(events.len() as u64).to_be_bytes());
+    let sum = ring::digest::digest(&ring::digest::SHA256, &file);
+    file.extend_from_slice(sum.as_ref());
+    let export = dir.path().join("edited.export");
+    std::fs::write(&export, file).unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let mut store = open(&target);
+    let failure = store.import(&export).unwrap_err();
+    assert!(
+        matches!(
+            failure,
+            jitledger::store::export::ImportError::Chain(VerifyFailure::StreamLink { seq: 10, .. })
+        ),
+        "{failure:?}"
+    );
+    assert_eq!(store.head().unwrap().0, 0);
+    store.close().unwrap();
+    assert_eq!(open(&target).head().unwrap().0, 0);
+}
+
 #[test]
 fn a_stream_read_refuses_a_link_to_another_stream() {
     let dir = populated_and_closed();
@@ -796,8 +940,7 @@ fn a_stream_head_edited_behind_the_log_is_detected() {
     let failure = open(&dir).verify().unwrap_err();
     assert_eq!(
         failure,
-        VerifyFailure::Projection {
-            projection: "heads",
+        VerifyFailure::StreamHead {
             key: "acme/user:bob".into()
         }
     );

@@ -12,6 +12,7 @@ use std::path::Path;
 use ring::digest;
 
 use super::envelope::{self, Envelope};
+use super::heads::Head;
 use super::projections::InMemory;
 use super::segments::Record;
 use super::verify::{VerifyFailure, check_chain};
@@ -87,16 +88,30 @@ impl Store {
             return Err(ImportError::NotEmpty);
         }
         let records = read_records(path)?;
-        // The store is empty, so each event's stream link is found in the file itself.
-        let mut last_in_stream: HashMap<Vec<u8>, u64> = HashMap::new();
+        // The store is empty, so each event's stream link is found in the file itself; and
+        // each must continue its stream before anything is written.
+        let mut heads: HashMap<Vec<u8>, Head> = HashMap::new();
         let mut links = Vec::with_capacity(records.len());
         let chain_input = records.iter().map(|bytes| {
             let envelope = envelope::decode(bytes).map_err(|e| VerifyFailure::Chain {
                 seq: 0,
                 reason: format!("undecodable: {e}"),
             })?;
-            let stream = keys::head(&envelope.org_id, &envelope.stream);
-            links.push(last_in_stream.insert(stream, envelope.seq).unwrap_or(0));
+            let head = heads
+                .entry(keys::head(&envelope.org_id, &envelope.stream))
+                .or_default();
+            if envelope.stream_version != head.version + 1 {
+                return Err(VerifyFailure::StreamLink {
+                    seq: envelope.seq,
+                    reason: format!(
+                        "it holds stream version {}, the stream's next is {}",
+                        envelope.stream_version,
+                        head.version + 1
+                    ),
+                });
+            }
+            links.push(head.last_seq);
+            *head = head.after(envelope.seq);
             Ok((keys::seq(envelope.seq).to_vec(), bytes.clone()))
         });
         let (count, last_hash) = check_chain(chain_input, self.hasher(), &mut InMemory::new())?;

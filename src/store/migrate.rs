@@ -45,7 +45,7 @@ fn has_tree(db: &sled::Db, name: &[u8]) -> bool {
 /// stream.
 struct LinkedWriter {
     log: SegmentLog,
-    last_in_stream: HashMap<Vec<u8>, u64>,
+    last_in_stream: HashMap<Vec<u8>, Head>,
     batch: Vec<Record>,
     written: u64,
 }
@@ -72,10 +72,18 @@ impl LinkedWriter {
             )));
         }
         let envelope = envelope::decode(&payload)?;
-        let prev_in_stream = self
+        let head = self
             .last_in_stream
-            .insert(keys::head(&envelope.org_id, &envelope.stream), seq)
-            .unwrap_or(0);
+            .entry(keys::head(&envelope.org_id, &envelope.stream))
+            .or_default();
+        if envelope.seq != seq || envelope.stream_version != head.version + 1 {
+            return Err(corrupt(&format!(
+                "event {seq} does not continue its stream: the log was altered, and is left as \
+                 it is"
+            )));
+        }
+        let prev_in_stream = head.last_seq;
+        *head = head.after(seq);
         self.batch.push(Record {
             seq,
             prev_in_stream,
@@ -178,7 +186,8 @@ fn legacy_segments_to_linked(db: &sled::Db, path: &Path) -> Result<(), StoreErro
                 && (!last || writer.written < acknowledged)
             {
                 return Err(corrupt(&format!(
-                    "legacy segment {} is damaged after seq {}: {reason}; it is left as it is",
+                    "legacy segment {} is damaged after seq {}: {reason}; it is left as it is \
+                     (the release that wrote it still opens it, for verify and export)",
                     file.display(),
                     writer.written
                 )));

@@ -1,9 +1,8 @@
 //! The event log: envelopes in append-only segment files ([`segments`]), linked back along
 //! their streams; everything looked up by key in sled (stream heads, replay guards,
-//! projections). One writer thread
-//! takes batches of requests, writes their events to the segment files and syncs them,
-//! indexes and projects them in one sled transaction, flushes and syncs sled, and only then
-//! answers every request of the batch.
+//! projections). One writer thread takes batches of requests, writes their events to the
+//! segment files and syncs them, indexes and projects them in one sled transaction, flushes
+//! and syncs sled, and only then answers every request of the batch.
 //!
 //! What an acknowledged append promises: its events, the chain through them and the
 //! projections they change are on the device (`fdatasync` of the segment file; sled's flush,
@@ -505,7 +504,7 @@ impl Store {
             {
                 return Err(corrupt(&format!("the stream link of event {seq}")));
             }
-            (seq, version) = (record.prev_in_stream, version - 1);
+            (seq, version) = (record.prev_in_stream, version.saturating_sub(1));
             if up_to_seq.is_none_or(|last| envelope.seq <= last) {
                 envelopes.push(envelope);
             }
@@ -611,7 +610,8 @@ impl Store {
 
     /// Forgets the replay guards whose NotOnOrAfter is before `now` (Unix nanoseconds): the
     /// validator refuses those assertions as expired anyway. One call goes through the
-    /// guards in key order after `after`, and stops once it has forgotten `limit` of them or
+    /// guards in key order after `after`, and stops once it has forgotten `limit` of them (one
+    /// at least) or
     /// read [`PRUNE_READ_PER_FORGOTTEN`] times that many, so that a caller can pause between
     /// calls and a large backlog does not starve logins. Guards are removed one by one:
     /// a sled batch would hold the lock every read waits on for all of them.
@@ -632,6 +632,8 @@ impl Store {
                 .range::<&[u8], _>((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded)),
             None => self.trees.assertions.iter(),
         };
+        // A call forgets one guard at least, so that every call makes progress.
+        let limit = limit.max(1);
         let read_max = limit.saturating_mul(PRUNE_READ_PER_FORGOTTEN);
         for (read, entry) in range.enumerate() {
             let (key, value) = entry?;

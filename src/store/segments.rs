@@ -1,6 +1,6 @@
 //! The event log's own files. Envelopes are appended to segment files with one
-//! `fdatasync` per batch; sled keeps only what is looked up by key (stream index, heads,
-//! replay guards, projections).
+//! `fdatasync` per batch; sled keeps only what is looked up by key (stream heads, replay
+//! guards, projections).
 //!
 //! Why not a sled tree: sled holds about 260 bytes of memory for every page of every tree
 //! for as long as the database is open, and an append-only tree fills its pages with about

@@ -1,6 +1,7 @@
-//! Proof that the store is what its log says: the hash chain is unbroken and gap-free, and
-//! the stored projections equal a fresh fold of the log. Also `rebuild`, which replaces the
-//! projections by that fold.
+//! Proof that the store is what its log says: the hash chain is unbroken and gap-free, each
+//! event links to the previous event of its stream at the next version, and the stream heads
+//! and the stored projections equal a fresh fold of the log. Also `rebuild`, which replaces
+//! the projections by that fold.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
@@ -37,9 +38,13 @@ pub enum VerifyFailure {
         projection: &'static str,
         key: String,
     },
-    /// The record of this seq does not link to the previous event of its stream.
+    /// The record of this seq does not link to the previous event of its stream, or does
+    /// not carry the stream's next version.
     #[error("stream link broken at seq {seq}: {reason}")]
     StreamLink { seq: u64, reason: String },
+    /// A stream's stored head (version, last seq) differs from the log.
+    #[error("stream head {key} differs from the log")]
+    StreamHead { key: String },
     #[error("storage: {0}")]
     Storage(String),
 }
@@ -75,14 +80,22 @@ impl Store {
                 let head = heads
                     .entry(keys::head(&envelope.org_id, &envelope.stream))
                     .or_default();
+                let broken = |reason: String| VerifyFailure::StreamLink {
+                    seq: envelope.seq,
+                    reason,
+                };
                 if linked.prev_in_stream != head.last_seq {
-                    return Err(VerifyFailure::StreamLink {
-                        seq: envelope.seq,
-                        reason: format!(
-                            "it links to seq {}, the stream's previous event is {}",
-                            linked.prev_in_stream, head.last_seq
-                        ),
-                    });
+                    return Err(broken(format!(
+                        "it links to seq {}, the stream's previous event is {}",
+                        linked.prev_in_stream, head.last_seq
+                    )));
+                }
+                if envelope.stream_version != head.version + 1 {
+                    return Err(broken(format!(
+                        "it holds stream version {}, the stream's next is {}",
+                        envelope.stream_version,
+                        head.version + 1
+                    )));
                 }
                 *head = head.after(envelope.seq);
                 fold_into(&mut fold, envelope)
@@ -98,7 +111,10 @@ impl Store {
             .into_iter()
             .map(|(key, head)| (key, head.encode().to_vec()))
             .collect();
-        compare(&self.trees().heads, Some(&heads), "heads")?;
+        compare(&self.trees().heads, Some(&heads), "heads").map_err(|failure| match failure {
+            VerifyFailure::Projection { key, .. } => VerifyFailure::StreamHead { key },
+            other => other,
+        })?;
         for projection in Projection::ALL {
             compare(
                 self.trees().projection(projection),
