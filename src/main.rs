@@ -178,6 +178,10 @@ enum ServeError {
     },
     #[error("server failed: {0}")]
     Server(std::io::Error),
+    /// A write of the log failed while serving; appends were refused from then on. The
+    /// next open recovers the log: the supervisor should know a restart is needed.
+    #[error("the event log refused appends after a storage failure; a restart recovers it")]
+    StorageFailed,
 }
 
 fn main() -> ExitCode {
@@ -328,12 +332,19 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     while Arc::strong_count(&store) > 1 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
+    let failed = store
+        .stats()
+        .failed
+        .load(std::sync::atomic::Ordering::Relaxed);
     match Arc::try_unwrap(store) {
         Ok(store) => store.close()?,
         Err(store) => {
             tracing::warn!("the store is still in use at exit; its writer stops when dropped");
             drop(store);
         }
+    }
+    if failed {
+        return Err(ServeError::StorageFailed);
     }
     tracing::info!("stopped");
     Ok(())

@@ -640,7 +640,8 @@ fn a_full_disk_refuses_logins_with_503_and_loses_nothing_acknowledged() {
         (health.status, health.code.as_str()),
         (503, "storage_unavailable")
     );
-    // The store cannot be closed cleanly on a full disk: exit 3, the operational error.
+    // A server whose log refused a write exits 3, the operational error, however its
+    // close goes: its supervisor must know that it stopped on a storage failure.
     let status = server.terminate();
     assert_eq!(
         status.code(),
