@@ -457,14 +457,21 @@ fn legacy_segment(records: &[(u64, Vec<u8>)]) -> Vec<u8> {
     file
 }
 
+/// Writes `file` as the one legacy segment of the store's log; returns its path.
+fn write_legacy_log(dir: &tempfile::TempDir, file: &[u8]) -> std::path::PathBuf {
+    let log = dir.path().join("log");
+    std::fs::create_dir(&log).unwrap();
+    let path = log.join(format!("{:020}.seg", 1));
+    std::fs::write(&path, file).unwrap();
+    path
+}
+
 #[test]
 fn segment_files_without_stream_links_are_rewritten_with_them() {
     let dir = populated_and_closed();
     let before = streams_of_populated(&dir);
     let records = to_earlier_index_layout(&dir);
-    let log = dir.path().join("log");
-    std::fs::create_dir(&log).unwrap();
-    std::fs::write(log.join(format!("{:020}.seg", 1)), legacy_segment(&records)).unwrap();
+    write_legacy_log(&dir, &legacy_segment(&records));
     check_migrated(&dir, &before);
 }
 
@@ -474,9 +481,7 @@ fn a_rewrite_of_the_segments_cut_short_is_done_again() {
     let dir = populated_and_closed();
     let before = streams_of_populated(&dir);
     let records = to_earlier_index_layout(&dir);
-    let log = dir.path().join("log");
-    std::fs::create_dir(&log).unwrap();
-    std::fs::write(log.join(format!("{:020}.seg", 1)), legacy_segment(&records)).unwrap();
+    write_legacy_log(&dir, &legacy_segment(&records));
     let migrating = dir.path().join("log.migrating");
     std::fs::create_dir(&migrating).unwrap();
     std::fs::write(migrating.join(format!("{:020}.events", 1)), b"half a rec").unwrap();
@@ -518,10 +523,7 @@ fn a_damaged_acknowledged_record_in_a_legacy_segment_stops_the_rewrite() {
         + 16
         + 30;
     legacy[sixth] ^= 0x01;
-    let log = dir.path().join("log");
-    std::fs::create_dir(&log).unwrap();
-    let path = log.join(format!("{:020}.seg", 1));
-    std::fs::write(&path, &legacy).unwrap();
+    let path = write_legacy_log(&dir, &legacy);
     let error = Store::open(&StoreConfig::new(dir.path())).unwrap_err();
     assert!(error.to_string().contains("damaged after seq 5"), "{error}");
     // The evidence is left as it was.
