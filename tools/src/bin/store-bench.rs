@@ -182,6 +182,10 @@ struct BuildArgs {
     /// later login is a repeat login of user `(n - N) % N` (LoginRecorded alone).
     #[arg(long, default_value_t = 0)]
     users: u64,
+    /// Forget expired replay guards every this many seconds while building, as `serve`
+    /// does every five minutes (0: never, and every guard of the build stays).
+    #[arg(long, default_value_t = 0)]
+    prune_every_s: u64,
 }
 
 #[derive(Debug, Args)]
@@ -1108,6 +1112,21 @@ fn appenders_tasks(
 // Build, replay, rebuild
 
 /// Builds a log of `args.events` events (rounded up to a whole login) in `dir`.
+/// Forgets every expired replay guard of the store, as `serve`'s pruner does.
+fn forget_expired_guards(store: &Store) -> Fallible<()> {
+    let now = unix_nanos();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let step = store
+            .prune_assertions(now, after.as_deref(), 1024)
+            .map_err(|e| format!("prune: {e}"))?;
+        match step.resume_after {
+            Some(key) => after = Some(key),
+            None => return Ok(()),
+        }
+    }
+}
+
 fn build(dir: &Path, args: &BuildArgs) -> Fallible<Figures> {
     let after_org = args.events.saturating_sub(ORG_EVENTS);
     let logins = match args.users {
@@ -1165,10 +1184,17 @@ fn build(dir: &Path, args: &BuildArgs) -> Fallible<Figures> {
         // Progress on stderr, every 10 s.
         let reporter = Arc::clone(&progress);
         let mut last = Instant::now();
+        let mut last_prune = Instant::now();
         while reporter.load(Ordering::Relaxed) < logins
             && failure.lock().unwrap_or_else(|e| e.into_inner()).is_none()
         {
             std::thread::sleep(Duration::from_millis(100));
+            if args.prune_every_s > 0
+                && last_prune.elapsed() >= Duration::from_secs(args.prune_every_s)
+            {
+                last_prune = Instant::now();
+                forget_expired_guards(&store)?;
+            }
             if last.elapsed() >= Duration::from_secs(10) {
                 last = Instant::now();
                 eprintln!(
