@@ -100,18 +100,13 @@ impl Store {
             let head = heads
                 .entry(keys::head(&envelope.org_id, &envelope.stream))
                 .or_default();
-            if envelope.stream_version != head.version + 1 {
-                return Err(VerifyFailure::StreamLink {
-                    seq: envelope.seq,
-                    reason: format!(
-                        "it holds stream version {}, the stream's next is {}",
-                        envelope.stream_version,
-                        head.version + 1
-                    ),
-                });
-            }
             links.push(head.last_seq);
-            *head = head.after(envelope.seq);
+            *head = head
+                .follow(envelope.seq, envelope.stream_version)
+                .map_err(|reason| VerifyFailure::StreamLink {
+                    seq: envelope.seq,
+                    reason,
+                })?;
             Ok((keys::seq(envelope.seq).to_vec(), bytes.clone()))
         });
         let (count, last_hash) = check_chain(chain_input, self.hasher(), &mut InMemory::new())?;

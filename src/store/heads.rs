@@ -23,6 +23,19 @@ impl Head {
         }
     }
 
+    /// The head after an event read from the log (`seq`, holding `stream_version`), which
+    /// must be the stream's next version; otherwise why it is not.
+    pub fn follow(self, seq: u64, stream_version: u64) -> Result<Head, String> {
+        if stream_version == self.version + 1 {
+            Ok(self.after(seq))
+        } else {
+            Err(format!(
+                "it holds stream version {stream_version}, the stream's next is {}",
+                self.version + 1
+            ))
+        }
+    }
+
     pub fn encode(self) -> [u8; 16] {
         let mut bytes = [0; 16];
         bytes[..8].copy_from_slice(&self.version.to_be_bytes());

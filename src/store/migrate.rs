@@ -76,14 +76,17 @@ impl LinkedWriter {
             .last_in_stream
             .entry(keys::head(&envelope.org_id, &envelope.stream))
             .or_default();
-        if envelope.seq != seq || envelope.stream_version != head.version + 1 {
-            return Err(corrupt(&format!(
-                "event {seq} does not continue its stream: the log was altered, and is left as \
-                 it is"
-            )));
-        }
         let prev_in_stream = head.last_seq;
-        *head = head.after(seq);
+        *head = head
+            .follow(seq, envelope.stream_version)
+            .ok()
+            .filter(|_| envelope.seq == seq)
+            .ok_or_else(|| {
+                corrupt(&format!(
+                    "event {seq} does not continue its stream: the log was altered, and is \
+                     left as it is"
+                ))
+            })?;
         self.batch.push(Record {
             seq,
             prev_in_stream,

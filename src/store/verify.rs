@@ -90,14 +90,9 @@ impl Store {
                         linked.prev_in_stream, head.last_seq
                     )));
                 }
-                if envelope.stream_version != head.version + 1 {
-                    return Err(broken(format!(
-                        "it holds stream version {}, the stream's next is {}",
-                        envelope.stream_version,
-                        head.version + 1
-                    )));
-                }
-                *head = head.after(envelope.seq);
+                *head = head
+                    .follow(envelope.seq, envelope.stream_version)
+                    .map_err(broken)?;
                 fold_into(&mut fold, envelope)
             })
         })?;
