@@ -24,6 +24,8 @@ use quick_xml::events::{BytesStart, Event};
 
 use super::limits::XmlLimits;
 
+mod tag;
+
 /// The namespace the `xml` prefix is bound to by definition (Namespaces in XML 1.0 §3).
 pub const XML_NAMESPACE: &str = "http://www.w3.org/XML/1998/namespace";
 const XMLNS_NAMESPACE: &str = "http://www.w3.org/2000/xmlns/";
@@ -705,13 +707,14 @@ struct Builder<'i, 'l> {
     top_level: Vec<NodeId>,
     root: Option<NodeId>,
     open: Vec<OpenElement>,
-    /// (prefix, uri) in declaration order; an empty uri undeclares the default namespace.
-    bindings: Vec<(Str, Str)>,
+    /// (prefix, uri) in declaration order; `None` (`xmlns=""`) undeclares the default
+    /// namespace.
+    bindings: Vec<(&'i str, Option<Str>)>,
     pending_text: PendingText,
     element_count: usize,
     ids: HashSet<Cow<'i, str>>,
-    /// The current start tag's attributes other than declarations: (name, value).
-    scratch: Vec<(Str, Str)>,
+    /// The current start tag's attributes other than declarations.
+    scratch: Vec<PendingAttribute<'i>>,
     /// The current start tag's raw attribute names, as byte ranges of the tag.
     names: Vec<(usize, usize)>,
 }
@@ -824,7 +827,10 @@ impl<'i, 'l> Builder<'i, 'l> {
                 }
                 Event::Text(text) => {
                     let raw: &str = &text;
-                    if contains_cdata_end(raw) {
+                    // One scan answers both questions for almost every text: no `>` (so no
+                    // `]]>`) and no CR (nothing to normalise).
+                    let plain = memchr::memchr2(b'>', b'\r', raw.as_bytes()).is_none();
+                    if !plain && contains_cdata_end(raw) {
                         return Err(malformed(offset, "']]>' in text"));
                     }
                     if self.open.is_empty() {
@@ -833,7 +839,11 @@ impl<'i, 'l> Builder<'i, 'l> {
                         }
                         return Err(malformed(offset, "text outside the root element"));
                     }
-                    self.push_text(normalize_line_ends(raw))?;
+                    if plain {
+                        self.push_text(Cow::Borrowed(raw))?;
+                    } else {
+                        self.push_text(normalize_line_ends(raw))?;
+                    }
                 }
                 Event::CData(data) => {
                     if self.open.is_empty() {
@@ -1056,26 +1066,29 @@ impl<'i, 'l> Builder<'i, 'l> {
                 max: self.limits.elements_count_max,
             });
         }
-        let qualified_name: &str = start.name().0;
-        self.check_name(qualified_name, offset)?;
+        // The reader lends slices of the input: keep them with the input's lifetime.
+        let tag = self
+            .input_slice(start)
+            .ok_or_else(|| malformed(offset, "start tag outside the input"))?;
+        let qualified_name = tag.get(..start.name().0.len()).unwrap_or_default();
+        let prefix_len = self.qualified_name(qualified_name, offset)?;
 
-        // Raw attributes first: declarations must be in scope before any name is resolved.
+        // Attributes first: declarations must be in scope before any name is resolved.
         let bindings_mark = self.bindings.len();
         let declarations_start = self.declarations.len();
-        let mut raw_attributes = std::mem::take(&mut self.scratch);
-        raw_attributes.clear();
+        let mut pending = std::mem::take(&mut self.scratch);
+        pending.clear();
         let mut names = std::mem::take(&mut self.names);
         names.clear();
         // Past a few attributes, a set answers "seen before?" (the check stays linear).
         let mut seen: Option<HashSet<&str>> = None;
-        let tag: &str = start;
-        // quick-xml's own duplicate check allocates per start tag: the same check, by raw
-        // name over every attribute and declaration, with the same error, is done here.
-        for attribute in start.attributes().with_checks(false) {
-            let attribute = attribute.map_err(|e| malformed(offset, e.to_string()))?;
-            let name: &str = attribute.key.0;
-            // Offsets within the tag, as quick-xml reports them.
-            let position = (name.as_ptr() as usize).wrapping_sub(tag.as_ptr() as usize);
+        for attribute in tag::Attributes::after_name(tag, qualified_name.len()) {
+            let tag::RawAttribute {
+                name,
+                value: raw_value,
+                position,
+            } = attribute.map_err(|reason| malformed(offset, reason))?;
+            // By raw name over every attribute and declaration, with quick-xml's message.
             let maybe_seen = seen.as_ref().is_none_or(|set| set.contains(name));
             let previous = names
                 .iter()
@@ -1102,112 +1115,127 @@ impl<'i, 'l> Builder<'i, 'l> {
                 }
                 None => {}
             }
-            self.check_name(name, offset)?;
-            let value = attribute_value(&attribute.value, offset)?;
+            let name_prefix_len = self.qualified_name(name, offset)?;
+            let value = attribute_value(raw_value, offset)?;
             self.check_text_length(&value)?;
-            if name == "xmlns" {
-                let uri = self.store_cow(value);
-                self.declarations.push(StoredDeclaration {
-                    prefix: Str::EMPTY,
-                    uri,
-                });
-            } else if let Some(prefix) = name.strip_prefix("xmlns:") {
-                check_declaration(prefix, &value, offset)?;
-                let prefix = self.store(prefix);
-                let uri = self.store_cow(value);
-                self.declarations.push(StoredDeclaration { prefix, uri });
-            } else {
-                let name = self.store(name);
-                let value = self.store_cow(value);
-                raw_attributes.push((name, value));
+            let declared = match (name, name.get(..name_prefix_len)) {
+                ("xmlns", _) => Some(""),
+                (_, Some("xmlns")) => Some(name.get(name_prefix_len + 1..).unwrap_or_default()),
+                _ => None,
+            };
+            match declared {
+                Some(prefix) => {
+                    if !prefix.is_empty() {
+                        check_declaration(prefix, &value, offset)?;
+                    }
+                    let uri = self.store_cow(value);
+                    let uri_text = self.text(uri);
+                    if uri_text == XML_NAMESPACE && prefix != "xml" || uri_text == XMLNS_NAMESPACE {
+                        return Err(malformed(
+                            offset,
+                            "reserved namespace bound to another prefix",
+                        ));
+                    }
+                    if self.declarations.len() - declarations_start
+                        >= self.limits.namespace_declarations_per_element_max
+                    {
+                        return Err(XmlError::LimitExceeded {
+                            limit: "namespace_declarations_per_element_max",
+                            max: self.limits.namespace_declarations_per_element_max,
+                        });
+                    }
+                    let prefix = if prefix.is_empty() {
+                        Str::EMPTY
+                    } else {
+                        self.store(prefix)
+                    };
+                    self.declarations.push(StoredDeclaration { prefix, uri });
+                }
+                None => {
+                    if pending.len() >= self.limits.attributes_per_element_max {
+                        return Err(XmlError::LimitExceeded {
+                            limit: "attributes_per_element_max",
+                            max: self.limits.attributes_per_element_max,
+                        });
+                    }
+                    let value = self.store_cow(value);
+                    pending.push(PendingAttribute {
+                        name,
+                        prefix_len: name_prefix_len,
+                        value,
+                    });
+                }
+            }
+        }
+        for index in declarations_start..self.declarations.len() {
+            if let Some(declaration) = self.declarations.get(index) {
+                let uri = declaration.uri;
+                let prefix = self.text(declaration.prefix);
+                let prefix = self.input_slice(prefix).unwrap_or_default();
+                let uri = (!self.text(uri).is_empty()).then_some(uri);
+                self.bindings.push((prefix, uri));
             }
         }
         let declarations_end = self.declarations.len();
-        if declarations_end - declarations_start
-            > self.limits.namespace_declarations_per_element_max
-        {
-            return Err(XmlError::LimitExceeded {
-                limit: "namespace_declarations_per_element_max",
-                max: self.limits.namespace_declarations_per_element_max,
-            });
-        }
-        if raw_attributes.len() > self.limits.attributes_per_element_max {
-            return Err(XmlError::LimitExceeded {
-                limit: "attributes_per_element_max",
-                max: self.limits.attributes_per_element_max,
-            });
-        }
-        for index in declarations_start..declarations_end {
-            let Some(declaration) = self.declarations.get(index) else {
-                continue;
-            };
-            let (prefix, uri) = (declaration.prefix, declaration.uri);
-            let (prefix_text, uri_text) = (self.text(prefix), self.text(uri));
-            if uri_text == XML_NAMESPACE && prefix_text != "xml" || uri_text == XMLNS_NAMESPACE {
-                return Err(malformed(
-                    offset,
-                    "reserved namespace bound to another prefix",
-                ));
-            }
-            self.bindings.push((prefix, uri));
-        }
 
-        let (prefix, _) = split_name(qualified_name, offset)?;
-        let namespace = self.resolve(prefix, true, offset)?;
+        let namespace = self.resolve(
+            qualified_name.get(..prefix_len).unwrap_or_default(),
+            true,
+            offset,
+        )?;
         let name = QualifiedName {
             name: self.store(qualified_name),
-            prefix_len: prefix.len() as u32,
+            prefix_len: prefix_len as u32,
         };
         let attributes_start = self.attributes.len();
-        let input = self.input;
-        for (name, value) in raw_attributes.iter().copied() {
-            let qualified = text_of(input, &self.owned, name);
-            let (prefix, local) = split_name(qualified, offset)?;
+        for (index, attribute) in pending.iter().enumerate() {
+            let prefix = attribute
+                .name
+                .get(..attribute.prefix_len)
+                .unwrap_or_default();
+            let local = local_part(attribute.name, attribute.prefix_len);
             let namespace = self.resolve(prefix, false, offset)?;
-            let namespace_text = namespace.map(|uri| text_of(input, &self.owned, uri));
-            let duplicate = self.attributes[attributes_start..].iter().any(|other| {
-                let other_name = text_of(input, &self.owned, other.name.name);
-                name_parts(other_name, other.name.prefix_len).1 == local
-                    && other.namespace.map(|uri| text_of(input, &self.owned, uri)) == namespace_text
-            });
+            let namespace_text = namespace.map(|uri| self.text(uri));
+            // The attributes stored so far are this tag's earlier ones, in the same order.
+            let earlier = pending.get(..index).unwrap_or_default();
+            let duplicate = earlier
+                .iter()
+                .zip(self.attributes.get(attributes_start..).unwrap_or_default())
+                .any(|(other, stored)| {
+                    local_part(other.name, other.prefix_len) == local
+                        && stored.namespace.map(|uri| self.text(uri)) == namespace_text
+                });
             if duplicate {
                 return Err(malformed(
                     offset,
-                    format!("duplicate attribute {qualified}"),
+                    format!("duplicate attribute {}", attribute.name),
                 ));
             }
+            if prefix.is_empty() && matches!(local, "ID" | "Id" | "id") {
+                let id: Cow<'i, str> = match attribute.value {
+                    Str::Input { start, end } => {
+                        Cow::Borrowed(self.input.get(start as usize..end as usize).unwrap_or(""))
+                    }
+                    value => Cow::Owned(self.text(value).to_string()),
+                };
+                if !self.ids.insert(id) {
+                    return Err(XmlError::DuplicateId {
+                        value: self.text(attribute.value).to_string(),
+                    });
+                }
+            }
+            let name = self.store(attribute.name);
             self.attributes.push(StoredAttribute {
                 name: QualifiedName {
                     name,
-                    prefix_len: prefix.len() as u32,
+                    prefix_len: attribute.prefix_len as u32,
                 },
                 namespace,
-                value,
+                value: attribute.value,
             });
         }
-        self.scratch = raw_attributes;
+        self.scratch = pending;
         self.names = names;
-        for index in attributes_start..self.attributes.len() {
-            let Some(attribute) = self.attributes.get(index) else {
-                continue;
-            };
-            let qualified = text_of(input, &self.owned, attribute.name.name);
-            if attribute.namespace.is_some() || !matches!(qualified, "ID" | "Id" | "id") {
-                continue;
-            }
-            let id: Cow<'i, str> = match attribute.value {
-                Str::Input { start, end } => {
-                    Cow::Borrowed(input.get(start as usize..end as usize).unwrap_or(""))
-                }
-                value => Cow::Owned(text_of(input, &self.owned, value).to_string()),
-            };
-            if self.ids.contains(id.as_ref()) {
-                return Err(XmlError::DuplicateId {
-                    value: id.into_owned(),
-                });
-            }
-            self.ids.insert(id);
-        }
 
         let element = StoredElement {
             name,
@@ -1223,35 +1251,47 @@ impl<'i, 'l> Builder<'i, 'l> {
         Ok((id, bindings_mark))
     }
 
-    fn check_name(&self, name: &str, offset: usize) -> Result<(), XmlError> {
+    /// Checks a qualified name (Namespaces in XML 1.0 §4: `NCName` or `NCName:NCName`, with
+    /// the name characters checked loosely, see [`NAME_CLASSES`]) and returns the length of
+    /// its prefix, 0 when it has none.
+    fn qualified_name(&self, name: &str, offset: usize) -> Result<usize, XmlError> {
         if name.len() > self.limits.name_bytes_max {
             return Err(XmlError::LimitExceeded {
                 limit: "name_bytes_max",
                 max: self.limits.name_bytes_max,
             });
         }
-        // Every byte compared below is ASCII, so a byte test is a character test. One
-        // pass: no part between colons may be empty or start with a digit, '-' or '.',
-        // and no byte may be white space or one of <>&"'=/.
-        let mut at_part_start = true;
-        for byte in name.as_bytes() {
-            let bad = match byte {
-                b':' => at_part_start,
-                b' ' | b'\t' | b'\n' | b'\r' | b'<' | b'>' | b'&' | b'"' | b'\'' | b'=' | b'/' => {
-                    true
-                }
-                b'0'..=b'9' | b'-' | b'.' => at_part_start,
-                _ => false,
-            };
-            if bad {
+        // Every byte classified below is ASCII, so a byte test is a character test, and the
+        // colon's position is a character boundary.
+        let bytes = name.as_bytes();
+        let mut classes = 0;
+        let mut colon = None;
+        for (index, byte) in bytes.iter().enumerate() {
+            let class = NAME_CLASSES[usize::from(*byte)];
+            classes |= class;
+            if class == NAME_COLON && colon.replace(index).is_some() {
                 return Err(malformed(offset, format!("invalid name {name:?}")));
             }
-            at_part_start = *byte == b':';
         }
-        if at_part_start {
+        // A part may not be empty, nor start with a digit, '-' or '.'.
+        let starts_badly = |at: usize| {
+            bytes.get(at).is_none_or(|byte| {
+                NAME_CLASSES[usize::from(*byte)] & (NAME_NOT_FIRST | NAME_COLON) != 0
+            })
+        };
+        if classes & NAME_FORBIDDEN != 0
+            || starts_badly(0)
+            || colon.is_some_and(|colon| starts_badly(colon + 1))
+        {
             return Err(malformed(offset, format!("invalid name {name:?}")));
         }
-        Ok(())
+        Ok(colon.unwrap_or(0))
+    }
+
+    /// `part` with the input's lifetime, when it is a slice of the input.
+    fn input_slice(&self, part: &str) -> Option<&'i str> {
+        let (start, end) = self.locate(part)?;
+        self.input.get(start as usize..end as usize)
     }
 
     /// Resolves `prefix`. Unprefixed attributes are in no namespace; unprefixed elements take
@@ -1272,10 +1312,9 @@ impl<'i, 'l> Builder<'i, 'l> {
             .bindings
             .iter()
             .rev()
-            .find(|(bound, _)| self.text(*bound) == prefix)
+            .find(|(bound, _)| same_bytes(bound, prefix))
         {
-            Some((_, uri)) if self.text(*uri).is_empty() => Ok(None),
-            Some((_, uri)) => Ok(Some(*uri)),
+            Some((_, uri)) => Ok(*uri),
             None if prefix.is_empty() => Ok(None),
             None => Err(malformed(
                 offset,
@@ -1283,6 +1322,57 @@ impl<'i, 'l> Builder<'i, 'l> {
             )),
         }
     }
+}
+
+/// White space and `<>&"'=/`: never in a name.
+const NAME_FORBIDDEN: u8 = 1;
+const NAME_COLON: u8 = 2;
+/// Digits, `-` and `.`: not at the start of a name or of its local part.
+const NAME_NOT_FIRST: u8 = 4;
+
+/// The class of each byte in a name; 0 for the others, which are allowed. Names are checked
+/// loosely: what XML forbids and a parser differential could use (separators, quotes,
+/// markup, a misplaced colon), not the full NameStartChar/NameChar tables.
+const NAME_CLASSES: [u8; 256] = {
+    let mut classes = [0; 256];
+    let forbidden = b" \t\n\r<>&\"'=/";
+    let mut index = 0;
+    while index < forbidden.len() {
+        classes[forbidden[index] as usize] = NAME_FORBIDDEN;
+        index += 1;
+    }
+    let not_first = b"0123456789-.";
+    index = 0;
+    while index < not_first.len() {
+        classes[not_first[index] as usize] = NAME_NOT_FIRST;
+        index += 1;
+    }
+    classes[b':' as usize] = NAME_COLON;
+    classes
+};
+
+/// A start tag's attribute other than a declaration, held until the tag's declarations are
+/// in scope.
+#[derive(Clone, Copy)]
+struct PendingAttribute<'i> {
+    /// The qualified name, a slice of the input.
+    name: &'i str,
+    prefix_len: usize,
+    value: Str,
+}
+
+/// The local part of a qualified name whose prefix is `prefix_len` bytes long.
+fn local_part(name: &str, prefix_len: usize) -> &str {
+    if prefix_len == 0 {
+        name
+    } else {
+        name.get(prefix_len + 1..).unwrap_or_default()
+    }
+}
+
+/// String equality without a call into the C library: prefixes are a few bytes long.
+fn same_bytes(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
 }
 
 fn check_declaration(prefix: &str, uri: &str, offset: usize) -> Result<(), XmlError> {
@@ -1300,24 +1390,6 @@ fn check_declaration(prefix: &str, uri: &str, offset: usize) -> Result<(), XmlEr
         ));
     }
     Ok(())
-}
-
-fn split_name(name: &str, offset: usize) -> Result<(&str, &str), XmlError> {
-    // A colon is ASCII: its byte position is a character boundary.
-    let colon = name.as_bytes().iter().position(|byte| *byte == b':');
-    let parts = colon.map(|colon| (name.get(..colon), name.get(colon + 1..)));
-    match parts {
-        None => Ok(("", name)),
-        Some((Some(prefix), Some(local)))
-            if !prefix.is_empty() && !local.is_empty() && !local.as_bytes().contains(&b':') =>
-        {
-            Ok((prefix, local))
-        }
-        Some(_) => Err(malformed(
-            offset,
-            format!("invalid qualified name {name:?}"),
-        )),
-    }
 }
 
 pub(crate) fn is_xml_whitespace(c: char) -> bool {
@@ -1694,6 +1766,32 @@ mod tests {
             element.children,
             document.children(root).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn start_tags_follow_the_attribute_grammar() {
+        for input in [
+            // XML 1.0 §3.1: white space between attributes (quick-xml lets them touch).
+            "<a x=\"1\"y=\"2\"/>",
+            "<a x/>",
+            "<a x=1/>",
+            "<a x=\"1'/>",
+            // Namespaces in XML §4: a prefix is an NCName, colons included.
+            "<a xmlns:p:q=\"urn:x\"/>",
+            "<p:q:r xmlns:p=\"urn:x\"/>",
+            "<a p:q:r=\"1\" xmlns:p=\"urn:x\"/>",
+            "<a :x=\"1\"/>",
+            "<a x:=\"1\"/>",
+            "<a x:1=\"1\" xmlns:x=\"urn:x\"/>",
+        ] {
+            assert!(
+                matches!(parse(input), Err(XmlError::Malformed { .. })),
+                "{input:?}"
+            );
+        }
+        let document = parse("<a\n x = '1'\ty=\"'\" \r\n/>").unwrap();
+        assert_eq!(document.attribute(document.root(), "x"), Some("1"));
+        assert_eq!(document.attribute(document.root(), "y"), Some("'"));
     }
 
     #[test]
