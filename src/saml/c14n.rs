@@ -192,7 +192,7 @@ impl<'a, O: Output> Writer<'a, O> {
         self.scope
             .iter()
             .rev()
-            .find(|(bound, _)| *bound == prefix)
+            .find(|(bound, _)| same_bytes(bound, prefix))
             .map_or("", |(_, uri)| *uri)
     }
 
@@ -201,7 +201,7 @@ impl<'a, O: Output> Writer<'a, O> {
         self.rendered
             .iter()
             .rev()
-            .find(|(rendered, _)| *rendered == prefix)
+            .find(|(rendered, _)| same_bytes(rendered, prefix))
             .map_or("", |(_, uri)| *uri)
     }
 
@@ -241,8 +241,8 @@ impl<'a, O: Output> Writer<'a, O> {
             // C14N §2.2: attributes sorted by namespace URI, then local name; no namespace
             // first.
             attributes.sort_by(|a, b| {
-                (a.namespace.unwrap_or(""), a.local_name)
-                    .cmp(&(b.namespace.unwrap_or(""), b.local_name))
+                compare_bytes(a.namespace.unwrap_or(""), b.namespace.unwrap_or(""))
+                    .then_with(|| compare_bytes(a.local_name, b.local_name))
             });
         }
         for attribute in &attributes {
@@ -292,7 +292,23 @@ impl<'a, O: Output> Writer<'a, O> {
             Kind::Exclusive { inclusive_prefixes } => {
                 // Visibly utilised prefixes (exc-c14n §3): the element's own, and those of
                 // its prefixed attributes.
-                candidates.push(document.prefix(id));
+                let prefix = document.prefix(id);
+                if inclusive_prefixes.is_empty()
+                    && attributes
+                        .iter()
+                        .all(|attribute| attribute.prefix.is_empty())
+                {
+                    // The usual case, one candidate: no list to sort.
+                    if prefix != "xml" {
+                        let uri = self.uri_of(prefix);
+                        if !same_str(uri, self.rendered_uri(prefix)) {
+                            self.rendered.push((prefix, uri));
+                        }
+                    }
+                    self.prefixes = candidates;
+                    return;
+                }
+                candidates.push(prefix);
                 for attribute in attributes {
                     if !attribute.prefix.is_empty() {
                         candidates.push(attribute.prefix);
@@ -327,7 +343,7 @@ impl<'a, O: Output> Writer<'a, O> {
             // Each prefix appears once, so this element's own entries never shadow the
             // ancestors' for a later prefix.
             let uri = self.uri_of(prefix);
-            if uri != self.rendered_uri(prefix) {
+            if !same_str(uri, self.rendered_uri(prefix)) {
                 self.rendered.push((prefix, uri));
             }
         }
@@ -383,41 +399,79 @@ fn write_pi(target: &str, data: &str, output: &mut impl Output) {
 
 /// C14N §2.3 text nodes: `&`, `<`, `>` and CR escaped.
 fn escape_text(text: &str, output: &mut impl Output) {
-    escape(text, output, |byte| match byte {
-        b'&' => Some(b"&amp;"),
-        b'<' => Some(b"&lt;"),
-        b'>' => Some(b"&gt;"),
-        b'\r' => Some(b"&#xD;"),
-        _ => None,
-    });
+    escape(text, output, &TEXT_ESCAPES);
 }
 
 /// C14N §2.3 attribute values: `&`, `<`, `"`, TAB, LF and CR escaped.
 fn escape_attribute(value: &str, output: &mut impl Output) {
-    escape(value, output, |byte| match byte {
-        b'&' => Some(b"&amp;"),
-        b'<' => Some(b"&lt;"),
-        b'"' => Some(b"&quot;"),
-        b'\t' => Some(b"&#x9;"),
-        b'\n' => Some(b"&#xA;"),
-        b'\r' => Some(b"&#xD;"),
-        _ => None,
-    });
+    escape(value, output, &ATTRIBUTE_ESCAPES);
 }
 
-/// Copies `text`, replacing the bytes `replacement` names; the runs between them are copied
+/// For each byte, its replacement, or an empty slice when it is copied as it is.
+type Escapes = [&'static [u8]; 256];
+
+const TEXT_ESCAPES: Escapes = escapes(&[
+    (b'&', b"&amp;"),
+    (b'<', b"&lt;"),
+    (b'>', b"&gt;"),
+    (b'\r', b"&#xD;"),
+]);
+
+const ATTRIBUTE_ESCAPES: Escapes = escapes(&[
+    (b'&', b"&amp;"),
+    (b'<', b"&lt;"),
+    (b'"', b"&quot;"),
+    (b'\t', b"&#x9;"),
+    (b'\n', b"&#xA;"),
+    (b'\r', b"&#xD;"),
+]);
+
+const fn escapes(replacements: &[(u8, &'static [u8])]) -> Escapes {
+    let mut table: Escapes = [b""; 256];
+    let mut index = 0;
+    while index < replacements.len() {
+        let (byte, replacement) = replacements[index];
+        table[byte as usize] = replacement;
+        index += 1;
+    }
+    table
+}
+
+/// Copies `text`, replacing the bytes `escapes` names; the runs between them are copied
 /// whole. Every replaced byte is ASCII, so runs never split a UTF-8 sequence.
-fn escape(text: &str, output: &mut impl Output, replacement: impl Fn(u8) -> Option<&'static [u8]>) {
+fn escape(text: &str, output: &mut impl Output, escapes: &Escapes) {
     let bytes = text.as_bytes();
     let mut start = 0;
     for (index, byte) in bytes.iter().enumerate() {
-        if let Some(escaped) = replacement(*byte) {
-            output.write(&bytes[start..index]);
+        let escaped = escapes[*byte as usize];
+        if !escaped.is_empty() {
+            output.write(bytes.get(start..index).unwrap_or_default());
             output.write(escaped);
             start = index + 1;
         }
     }
-    output.write(&bytes[start..]);
+    output.write(bytes.get(start..).unwrap_or_default());
+}
+
+/// Whether two strings are equal; the same slice (a URI from one declaration) is answered
+/// without reading it.
+fn same_str(a: &str, b: &str) -> bool {
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || same_bytes(a, b)
+}
+
+/// String equality without a call into the C library: prefixes are a few bytes long.
+fn same_bytes(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
+}
+
+/// Byte order, as `str::cmp`, without a call into the C library for short names.
+fn compare_bytes(a: &str, b: &str) -> std::cmp::Ordering {
+    for (x, y) in a.bytes().zip(b.bytes()) {
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 #[cfg(test)]
