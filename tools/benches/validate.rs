@@ -7,6 +7,8 @@
 //! * `floor`: base64 decode of the same bytes, one quick-xml pass over every event of the
 //!   XML (no tree), SHA-256 over the whole XML and one RSA-2048 PKCS#1 SHA-256 verification.
 //! * `floor/*`: those four parts alone, so the breakdown is visible.
+//! * `parts/*`: two of validate's own parts alone: the tree parse, and the exclusive
+//!   canonicalisation of the Assertion without its Signature (into a reused `Vec`).
 //!
 //! The input is tools/benches/data/response-6k.b64, written by tools/benches/make-data (signed
 //! by xmlsec1). BENCHMARKS.md at the repository root records results and the goals:
@@ -16,9 +18,11 @@ use std::hint::black_box;
 
 use base64::Engine as _;
 use criterion::{Criterion, criterion_group, criterion_main};
-use jitledger::saml::instant;
 use jitledger::saml::keys::SigningKey;
+use jitledger::saml::limits::RESPONSE_XML;
 use jitledger::saml::response::{self, ExpectedRequests, IdpTrust, SpSettings};
+use jitledger::saml::xml::Document;
+use jitledger::saml::{c14n, instant};
 use quick_xml::Reader;
 use quick_xml::events::Event;
 use ring::rand::SystemRandom;
@@ -158,6 +162,31 @@ fn validate_6k(c: &mut Criterion) {
     });
     group.bench_function("floor/sha256", |b| b.iter(|| sha256(black_box(&xml))));
     group.bench_function("floor/rsa_verify", |b| b.iter(|| rsa.verify()));
+    group.bench_function("parts/parse", |b| {
+        b.iter(|| Document::parse(black_box(&xml), &RESPONSE_XML).map(|d| d.root()))
+    });
+    let document = Document::parse(&xml, &RESPONSE_XML).expect("response-6k.xml parses");
+    let assertion = document
+        .elements()
+        .find(|id| document.local_name(*id) == "Assertion")
+        .expect("an Assertion");
+    let signature = document
+        .child_elements(assertion)
+        .find(|id| document.local_name(*id) == "Signature");
+    group.bench_function("parts/c14n_assertion", |b| {
+        let mut canonical = Vec::with_capacity(xml.len());
+        b.iter(|| {
+            canonical.clear();
+            c14n::canonicalize(
+                &document,
+                black_box(assertion),
+                &c14n::Method::exclusive(),
+                signature,
+                &mut canonical,
+            );
+            canonical.len()
+        })
+    });
     group.finish();
 }
 
