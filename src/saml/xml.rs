@@ -1090,10 +1090,9 @@ impl<'i, 'l> Builder<'i, 'l> {
             } = attribute.map_err(|reason| malformed(offset, reason))?;
             // By raw name over every attribute and declaration, with quick-xml's message.
             let maybe_seen = seen.as_ref().is_none_or(|set| set.contains(name));
-            let previous = names
-                .iter()
-                .filter(|_| maybe_seen)
-                .find(|(start, end)| tag.get(*start..*end) == Some(name));
+            let previous = names.iter().filter(|_| maybe_seen).find(|(start, end)| {
+                end - start == name.len() && tag.get(*start..*end) == Some(name)
+            });
             if let Some((previous, _)) = previous {
                 return Err(malformed(
                     offset,
