@@ -105,8 +105,8 @@ impl DigestAlgorithm {
 /// the signed element is never held whole.
 struct DigestOutput {
     context: digest::Context,
-    buffer: [u8; DigestOutput::BUFFER_BYTES],
-    buffered: usize,
+    /// Canonical bytes not yet hashed: ring's `update` costs more per call than a copy.
+    buffer: Vec<u8>,
 }
 
 impl DigestOutput {
@@ -115,14 +115,13 @@ impl DigestOutput {
     fn new(algorithm: DigestAlgorithm) -> Self {
         DigestOutput {
             context: digest::Context::new(algorithm.algorithm()),
-            buffer: [0; Self::BUFFER_BYTES],
-            buffered: 0,
+            buffer: Vec::with_capacity(Self::BUFFER_BYTES),
         }
     }
 
     fn flush(&mut self) {
-        self.context.update(&self.buffer[..self.buffered]);
-        self.buffered = 0;
+        self.context.update(&self.buffer);
+        self.buffer.clear();
     }
 
     fn finish(mut self) -> digest::Digest {
@@ -133,15 +132,14 @@ impl DigestOutput {
 
 impl c14n::Output for DigestOutput {
     fn write(&mut self, bytes: &[u8]) {
-        if self.buffered + bytes.len() > Self::BUFFER_BYTES {
+        if self.buffer.len() + bytes.len() > Self::BUFFER_BYTES {
             self.flush();
             if bytes.len() > Self::BUFFER_BYTES {
                 self.context.update(bytes);
                 return;
             }
         }
-        self.buffer[self.buffered..self.buffered + bytes.len()].copy_from_slice(bytes);
-        self.buffered += bytes.len();
+        self.buffer.extend_from_slice(bytes);
     }
 }
 

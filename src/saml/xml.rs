@@ -164,6 +164,15 @@ enum Str {
 
 impl Str {
     const EMPTY: Str = Str::Input { start: 0, end: 0 };
+
+    /// Whether the text behind this string could be `len` bytes long: a cheap test that
+    /// spares most comparisons a lookup of the text.
+    fn may_have_len(self, len: usize) -> bool {
+        match self {
+            Str::Input { start, end } => (end - start) as usize == len,
+            Str::Owned(_) | Str::XmlNamespace => true,
+        }
+    }
 }
 
 /// A qualified name; `prefix_len` is 0 when there is no prefix (a prefix is never empty).
@@ -553,7 +562,15 @@ impl Document {
 
     pub fn is_named(&self, id: NodeId, namespace: &str, local_name: &str) -> bool {
         self.stored_element(id).is_some_and(|element| {
-            name_parts(self.str(element.name.name), element.name.prefix_len).1 == local_name
+            let prefix_bytes = match element.name.prefix_len {
+                0 => 0,
+                prefix_len => prefix_len as usize + 1,
+            };
+            element
+                .name
+                .name
+                .may_have_len(prefix_bytes + local_name.len())
+                && name_parts(self.str(element.name.name), element.name.prefix_len).1 == local_name
                 && element
                     .namespace
                     .is_some_and(|uri| self.str(uri) == namespace)
@@ -566,7 +583,9 @@ impl Document {
         self.stored_attributes(element)
             .iter()
             .find(|attribute| {
-                attribute.namespace.is_none() && self.str(attribute.name.name) == name
+                attribute.namespace.is_none()
+                    && attribute.name.name.may_have_len(name.len())
+                    && self.str(attribute.name.name) == name
             })
             .map(|attribute| self.str(attribute.value))
     }
