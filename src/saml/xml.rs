@@ -1798,14 +1798,23 @@ mod tests {
             "<a x/>",
             "<a x=1/>",
             "<a x=\"1'/>",
-            // Namespaces in XML §4: a prefix is an NCName, colons included.
+        ]);
+        // Namespaces in XML §4: a prefix and a local part are NCNames, without colons. A
+        // second colon would also fail the prefix's lookup; the name check refuses it first.
+        for input in [
             "<a xmlns:p:q=\"urn:x\"/>",
             "<p:q:r xmlns:p=\"urn:x\"/>",
             "<a p:q:r=\"1\" xmlns:p=\"urn:x\"/>",
             "<a :x=\"1\"/>",
             "<a x:=\"1\"/>",
             "<a x:1=\"1\" xmlns:x=\"urn:x\"/>",
-        ]);
+        ] {
+            assert!(
+                matches!(parse(input), Err(XmlError::Malformed { reason, .. })
+                    if reason.starts_with("invalid name")),
+                "{input:?}"
+            );
+        }
         let document = parse("<a\n x = '1'\ty=\"'\" \r\n/>").unwrap();
         assert_eq!(document.attribute(document.root(), "x"), Some("1"));
         assert_eq!(document.attribute(document.root(), "y"), Some("'"));
