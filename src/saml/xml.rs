@@ -1162,6 +1162,10 @@ impl<'i, 'l> Builder<'i, 'l> {
                             max: self.limits.namespace_declarations_per_element_max,
                         });
                     }
+                    // In scope from now on; nothing of this tag is resolved before the
+                    // loop ends.
+                    let bound = (!uri_text.is_empty()).then_some(uri);
+                    self.bindings.push((prefix, bound));
                     let prefix = if prefix.is_empty() {
                         Str::EMPTY
                     } else {
@@ -1183,15 +1187,6 @@ impl<'i, 'l> Builder<'i, 'l> {
                         value,
                     });
                 }
-            }
-        }
-        for index in declarations_start..self.declarations.len() {
-            if let Some(declaration) = self.declarations.get(index) {
-                let uri = declaration.uri;
-                let prefix = self.text(declaration.prefix);
-                let prefix = self.input_slice(prefix).unwrap_or_default();
-                let uri = (!self.text(uri).is_empty()).then_some(uri);
-                self.bindings.push((prefix, uri));
             }
         }
         let declarations_end = self.declarations.len();
