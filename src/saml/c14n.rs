@@ -8,7 +8,7 @@
 //!
 //! Specs: <https://www.w3.org/TR/xml-exc-c14n/> and <https://www.w3.org/TR/xml-c14n/>.
 
-use super::xml::{AttributeRef, Content, Document, NodeId, XML_NAMESPACE};
+use super::xml::{AttributeRef, Content, Document, NodeId, XML_NAMESPACE, same_bytes};
 
 /// Algorithm URIs.
 pub const EXCLUSIVE: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
@@ -292,23 +292,7 @@ impl<'a, O: Output> Writer<'a, O> {
             Kind::Exclusive { inclusive_prefixes } => {
                 // Visibly utilised prefixes (exc-c14n §3): the element's own, and those of
                 // its prefixed attributes.
-                let prefix = document.prefix(id);
-                if inclusive_prefixes.is_empty()
-                    && attributes
-                        .iter()
-                        .all(|attribute| attribute.prefix.is_empty())
-                {
-                    // The usual case, one candidate: no list to sort.
-                    if prefix != "xml" {
-                        let uri = self.uri_of(prefix);
-                        if !same_str(uri, self.rendered_uri(prefix)) {
-                            self.rendered.push((prefix, uri));
-                        }
-                    }
-                    self.prefixes = candidates;
-                    return;
-                }
-                candidates.push(prefix);
+                candidates.push(document.prefix(id));
                 for attribute in attributes {
                     if !attribute.prefix.is_empty() {
                         candidates.push(attribute.prefix);
@@ -334,8 +318,11 @@ impl<'a, O: Output> Writer<'a, O> {
                 }
             }
         }
-        candidates.sort_unstable();
-        candidates.dedup();
+        if candidates.len() > 1 {
+            // Usually there is one candidate: the element's own prefix.
+            candidates.sort_unstable();
+            candidates.dedup();
+        }
         for prefix in &candidates {
             if *prefix == "xml" {
                 continue;
@@ -461,11 +448,6 @@ fn escape(text: &str, output: &mut impl Output, escapes: &Escapes) {
 /// without reading it.
 fn same_str(a: &str, b: &str) -> bool {
     (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || same_bytes(a, b)
-}
-
-/// String equality without a call into the C library: prefixes are a few bytes long.
-fn same_bytes(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
 }
 
 /// Byte order, as `str::cmp`, without a call into the C library for short names.

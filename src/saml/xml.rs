@@ -1090,7 +1090,7 @@ impl<'i, 'l> Builder<'i, 'l> {
             .input_slice(start)
             .ok_or_else(|| malformed(offset, "start tag outside the input"))?;
         let qualified_name = tag.get(..start.name().0.len()).unwrap_or_default();
-        let prefix_len = self.qualified_name(qualified_name, offset)?;
+        let prefix_len = self.check_qualified_name(qualified_name, offset)?;
 
         // Attributes first: declarations must be in scope before any name is resolved.
         let bindings_mark = self.bindings.len();
@@ -1133,12 +1133,12 @@ impl<'i, 'l> Builder<'i, 'l> {
                 }
                 None => {}
             }
-            let name_prefix_len = self.qualified_name(name, offset)?;
+            let name_prefix_len = self.check_qualified_name(name, offset)?;
             let value = attribute_value(raw_value, offset)?;
             self.check_text_length(&value)?;
-            let declared = match (name, name.get(..name_prefix_len)) {
+            let declared = match (name, name_parts(name, name_prefix_len)) {
                 ("xmlns", _) => Some(""),
-                (_, Some("xmlns")) => Some(name.get(name_prefix_len + 1..).unwrap_or_default()),
+                (_, ("xmlns", prefix)) => Some(prefix),
                 _ => None,
             };
             match declared {
@@ -1191,22 +1191,14 @@ impl<'i, 'l> Builder<'i, 'l> {
         }
         let declarations_end = self.declarations.len();
 
-        let namespace = self.resolve(
-            qualified_name.get(..prefix_len).unwrap_or_default(),
-            true,
-            offset,
-        )?;
+        let namespace = self.resolve(name_parts(qualified_name, prefix_len).0, true, offset)?;
         let name = QualifiedName {
             name: self.store(qualified_name),
-            prefix_len: prefix_len as u32,
+            prefix_len,
         };
         let attributes_start = self.attributes.len();
         for (index, attribute) in pending.iter().enumerate() {
-            let prefix = attribute
-                .name
-                .get(..attribute.prefix_len)
-                .unwrap_or_default();
-            let local = local_part(attribute.name, attribute.prefix_len);
+            let (prefix, local) = name_parts(attribute.name, attribute.prefix_len);
             let namespace = self.resolve(prefix, false, offset)?;
             let namespace_text = namespace.map(|uri| self.text(uri));
             // The attributes stored so far are this tag's earlier ones, in the same order.
@@ -1215,7 +1207,7 @@ impl<'i, 'l> Builder<'i, 'l> {
                 .iter()
                 .zip(self.attributes.get(attributes_start..).unwrap_or_default())
                 .any(|(other, stored)| {
-                    local_part(other.name, other.prefix_len) == local
+                    name_parts(other.name, other.prefix_len).1 == local
                         && stored.namespace.map(|uri| self.text(uri)) == namespace_text
                 });
             if duplicate {
@@ -1241,7 +1233,7 @@ impl<'i, 'l> Builder<'i, 'l> {
             self.attributes.push(StoredAttribute {
                 name: QualifiedName {
                     name,
-                    prefix_len: attribute.prefix_len as u32,
+                    prefix_len: attribute.prefix_len,
                 },
                 namespace,
                 value: attribute.value,
@@ -1267,7 +1259,7 @@ impl<'i, 'l> Builder<'i, 'l> {
     /// Checks a qualified name (Namespaces in XML 1.0 §4: `NCName` or `NCName:NCName`, with
     /// the name characters checked loosely, see [`NAME_CLASSES`]) and returns the length of
     /// its prefix, 0 when it has none.
-    fn qualified_name(&self, name: &str, offset: usize) -> Result<usize, XmlError> {
+    fn check_qualified_name(&self, name: &str, offset: usize) -> Result<u32, XmlError> {
         if name.len() > self.limits.name_bytes_max {
             return Err(XmlError::LimitExceeded {
                 limit: "name_bytes_max",
@@ -1298,7 +1290,8 @@ impl<'i, 'l> Builder<'i, 'l> {
         {
             return Err(malformed(offset, format!("invalid name {name:?}")));
         }
-        Ok(colon.unwrap_or(0))
+        // The name is at most `name_bytes_max` bytes long: its colon's position fits.
+        Ok(colon.unwrap_or(0) as u32)
     }
 
     /// `part` with the input's lifetime, when it is a slice of the input.
@@ -1370,21 +1363,12 @@ const NAME_CLASSES: [u8; 256] = {
 struct PendingAttribute<'i> {
     /// The qualified name, a slice of the input.
     name: &'i str,
-    prefix_len: usize,
+    prefix_len: u32,
     value: Str,
 }
 
-/// The local part of a qualified name whose prefix is `prefix_len` bytes long.
-fn local_part(name: &str, prefix_len: usize) -> &str {
-    if prefix_len == 0 {
-        name
-    } else {
-        name.get(prefix_len + 1..).unwrap_or_default()
-    }
-}
-
 /// String equality without a call into the C library: prefixes are a few bytes long.
-fn same_bytes(a: &str, b: &str) -> bool {
+pub(crate) fn same_bytes(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
 }
 
