@@ -77,16 +77,15 @@ impl LinkedWriter {
             .entry(keys::head(&envelope.org_id, &envelope.stream))
             .or_default();
         let prev_in_stream = head.last_seq;
-        *head = head
-            .follow(seq, envelope.stream_version)
-            .ok()
-            .filter(|_| envelope.seq == seq)
-            .ok_or_else(|| {
-                corrupt(&format!(
+        *head = match head.follow(seq, envelope.stream_version) {
+            Ok(next) if envelope.seq == seq => next,
+            _ => {
+                return Err(corrupt(&format!(
                     "event {seq} does not continue its stream: the log was altered, and is \
                      left as it is"
-                ))
-            })?;
+                )));
+            }
+        };
         self.batch.push(Record {
             seq,
             prev_in_stream,

@@ -260,16 +260,15 @@ fn index_records(
         }
         let head_key = keys::head(&envelope.org_id, &envelope.stream);
         let head = heads.get(&head_key)?;
-        let head = head
-            .follow(record.seq, envelope.stream_version)
-            .ok()
-            .filter(|_| record.prev_in_stream == head.last_seq)
-            .ok_or_else(|| {
-                corrupt(&format!(
+        let head = match head.follow(record.seq, envelope.stream_version) {
+            Ok(next) if record.prev_in_stream == head.last_seq => next,
+            _ => {
+                return Err(corrupt(&format!(
                     "event {} past the indexed end does not continue its stream",
                     record.seq
-                ))
-            })?;
+                )));
+            }
+        };
         heads.set(head_key.clone(), head);
         (seq, hash, recorded_at) = (envelope.seq, envelope.hash, envelope.recorded_at);
         indexed.push(writer::Indexed {

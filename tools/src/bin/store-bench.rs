@@ -1111,7 +1111,6 @@ fn appenders_tasks(
 // ---------------------------------------------------------------------------------------
 // Build, replay, rebuild
 
-/// Builds a log of `args.events` events (rounded up to a whole login) in `dir`.
 /// Forgets every expired replay guard of the store, as `serve`'s pruner does.
 fn forget_expired_guards(store: &Store) -> Fallible<()> {
     let now = unix_nanos();
@@ -1127,6 +1126,7 @@ fn forget_expired_guards(store: &Store) -> Fallible<()> {
     }
 }
 
+/// Builds a log of `args.events` events (rounded up to a whole login) in `dir`.
 fn build(dir: &Path, args: &BuildArgs) -> Fallible<Figures> {
     let after_org = args.events.saturating_sub(ORG_EVENTS);
     let logins = match args.users {
