@@ -9,6 +9,7 @@
 //! * `loadgen queries`: `GET /v1/orgs/{org}/users/{user}` at a fixed `--rate`, open loop:
 //!   each request has a scheduled send time and its latency is measured from that time, so
 //!   a stalled server cannot hide its stall by slowing the client (no coordinated omission).
+//!   The users asked for are spread over all `--users` (see `spread`).
 //!
 //! Signing is not measured; it happens before the clock starts, on every CPU.
 
@@ -329,6 +330,17 @@ fn run_clients(
     tally.into_inner().map_err(|_| "poisoned".to_string())
 }
 
+/// Query `i` asks for user `spread(i, users)`: distinct users for the first `users`
+/// queries, strided over the whole range, so that a short run at 1M users reads from all of
+/// the store and not from its first few pages (which its caches would hold).
+fn spread(i: usize, users: usize) -> usize {
+    // A prime: coprime with any user count below it, so `i ↦ i·STRIDE mod users` is a
+    // permutation.
+    const STRIDE: u64 = 2_654_435_761;
+    let users = users.max(1) as u64;
+    ((i as u64 % users) * STRIDE % users) as usize
+}
+
 fn queries(args: &QueriesArgs) -> Fallible<()> {
     let target = &args.target;
     let connections = args.connections.max(1);
@@ -343,7 +355,7 @@ fn queries(args: &QueriesArgs) -> Fallible<()> {
             if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }
-            let user = (n * connections + c) % target.users;
+            let user = spread(n * connections + c, target.users);
             let path = format!(
                 "/v1/orgs/{}/users/{}",
                 target.org,
@@ -363,4 +375,23 @@ fn queries(args: &QueriesArgs) -> Fallible<()> {
         elapsed,
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+
+    #[test]
+    fn spread_visits_every_user_once() {
+        for users in [1, 2, 7, 1_000, 65_536, 99_991] {
+            let mut seen = vec![false; users];
+            for i in 0..users {
+                let user = spread(i, users);
+                assert!(!seen[user], "user {user} of {users} asked for twice");
+                seen[user] = true;
+            }
+        }
+        // Neighbouring queries are far apart.
+        assert!(spread(1, 1_000_000).abs_diff(spread(0, 1_000_000)) > 1_000);
+    }
 }
