@@ -840,12 +840,15 @@ pub async fn user(
         .map_err(fail(&request_id))?;
     let point = as_of(&query).map_err(fail(&request_id))?;
     org_exists(&state, &org).map_err(fail(&request_id))?;
-    let store = state.service.store();
-    let found = match point {
-        AsOf::Now => store.user(&org, &user),
-        point => store.user_as_of(&org, &user, point),
-    }
-    .map_err(|e| fail(&request_id)(e.into()))?;
+    let service = state.service.clone();
+    let found = blocking(&request_id.0, move || {
+        let store = service.store();
+        Ok(match point {
+            AsOf::Now => store.user(&org, &user),
+            point => store.user_as_of(&org, &user, point),
+        }?)
+    })
+    .await?;
     let found = found.ok_or_else(|| fail(&request_id)(ApiError::not_found("user")))?;
     Ok(Json(view::user(&found)).into_response())
 }
@@ -892,31 +895,27 @@ pub async fn users(
         ),
         None => None,
     };
-    let store = state.service.store();
-    let page = match query.get("role") {
-        Some(role) => {
-            let ids = store
-                .users_with_role(&org, role)
-                .map_err(|e| fail(&request_id)(e.into()))?;
-            let mut page = Vec::new();
-            for id in ids
-                .iter()
-                .filter(|id| cursor.as_ref().is_none_or(|c| id.as_str() > c.as_str()))
-                .take(limit)
-            {
-                if let Some(user) = store
-                    .user(&org, id)
-                    .map_err(|e| fail(&request_id)(e.into()))?
-                {
-                    page.push(user);
-                }
+    let service = state.service.clone();
+    let role = query.get("role").cloned();
+    let page = blocking(&request_id.0, move || {
+        let store = service.store();
+        let Some(role) = role else {
+            return Ok(store.users(&org, cursor.as_deref(), limit)?);
+        };
+        let ids = store.users_with_role(&org, &role)?;
+        let mut page = Vec::new();
+        for id in ids
+            .iter()
+            .filter(|id| cursor.as_ref().is_none_or(|c| id.as_str() > c.as_str()))
+            .take(limit)
+        {
+            if let Some(user) = store.user(&org, id)? {
+                page.push(user);
             }
-            page
         }
-        None => store
-            .users(&org, cursor.as_deref(), limit)
-            .map_err(|e| fail(&request_id)(e.into()))?,
-    };
+        Ok(page)
+    })
+    .await?;
     let next_cursor = (page.len() == limit)
         .then(|| page.last().map(|u| view::hex(u.user_id.as_bytes())))
         .flatten();
@@ -965,11 +964,11 @@ pub async fn history(
         .authorize(bearer(&headers), Some(&org), false)
         .map_err(fail(&request_id))?;
     org_exists(&state, &org).map_err(fail(&request_id))?;
-    let envelopes = state
-        .service
-        .store()
-        .stream(&org, &user_stream(&user), None)
-        .map_err(|e| fail(&request_id)(e.into()))?;
+    let service = state.service.clone();
+    let envelopes = blocking(&request_id.0, move || {
+        Ok(service.store().stream(&org, &user_stream(&user), None)?)
+    })
+    .await?;
     if envelopes.is_empty() {
         return Err(fail(&request_id)(ApiError::not_found("user")));
     }
@@ -1043,22 +1042,23 @@ pub async fn acl(
                 "on_type is ACCOUNT, FOLDER or LOCATION",
             ))
         })?;
-    let store = state.service.store();
-    let grants = store
-        .grants_on(&org, on_type.as_str(), on)
-        .map_err(|e| fail(&request_id)(e.into()))?;
-    let mut users: Vec<UserView> = Vec::new();
-    for (user_id, _) in &grants {
-        if users.iter().any(|u| u.user_id == *user_id) {
-            continue;
+    let service = state.service.clone();
+    let on_key = on.clone();
+    let (grants, users) = blocking(&request_id.0, move || {
+        let store = service.store();
+        let grants = store.grants_on(&org, on_type.as_str(), &on_key)?;
+        let mut users: Vec<UserView> = Vec::new();
+        for (user_id, _) in &grants {
+            if users.iter().any(|u| u.user_id == *user_id) {
+                continue;
+            }
+            if let Some(user) = store.user(&org, user_id)? {
+                users.push(view::user(&user));
+            }
         }
-        if let Some(user) = store
-            .user(&org, user_id)
-            .map_err(|e| fail(&request_id)(e.into()))?
-        {
-            users.push(view::user(&user));
-        }
-    }
+        Ok((grants, users))
+    })
+    .await?;
     Ok(Json(AclAnswer {
         on: on.clone(),
         on_type: on_type.as_str(),

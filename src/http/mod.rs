@@ -29,7 +29,7 @@ pub const JSON_BODY_BYTES_MAX: usize = 64 * 1024;
 /// grows until every request times out.
 pub const REQUESTS_IN_FLIGHT_MAX: usize = 1024;
 /// Threads running blocking work: a login's validation (CPU), an admin change until it is
-/// durable, the pruning of replay guards. A login waits for the disk without a thread, so
+/// durable, a query's store reads, the pruning of replay guards. A login waits for the disk without a thread, so
 /// this bounds CPU work, a few times the cores of a small machine, and memory: each thread
 /// keeps its own allocator heap (about 2.5 MiB after a login); tokio's default of 512 once
 /// let 256 concurrent logins grow the process past 800 MiB. Beyond it, work queues.
@@ -302,7 +302,10 @@ fn form(body: &[u8]) -> Result<HashMap<String, String>, ApiError> {
     serde_urlencoded::from_bytes(body).map_err(|_| ApiError::malformed("body is not a valid form"))
 }
 
-/// Runs blocking service work (appends wait for the disk) off the async workers.
+/// Runs blocking service work off the async workers: appends wait for the disk, and a
+/// store read that misses sled's cache reads its file (at 1M users most do, and with a cold
+/// OS page cache each waits on the device; two workers doing that in turn queue every
+/// other request behind them).
 async fn blocking<T: Send + 'static>(
     request_id: &str,
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
