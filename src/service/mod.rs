@@ -20,7 +20,7 @@ use crate::events::{
     TokenRevoked, TokenScope,
 };
 use crate::provisioning::config::{OrgConfig, check_jit_settings};
-use crate::provisioning::{self, Outcome};
+use crate::provisioning::{self, Outcome, UserState};
 use crate::saml::SamlError;
 use crate::saml::authn_request::{AuthnRequest, sp_metadata_xml};
 use crate::saml::metadata::parse_idp_metadata;
@@ -823,8 +823,9 @@ impl Service {
     /// The login pipeline: validate, decide, append (deciding again on a conflict), answer
     /// once durable. A refusal writes nothing and is recorded.
     ///
-    /// The validation runs on the blocking pool (it is CPU work); the wait for the disk is
-    /// an `await`, so a login holds no thread while its batch is made durable.
+    /// The validation and the first read of the user run on the blocking pool (CPU work, and
+    /// a read that may reach sled's file); the wait for the disk is an `await`, so a login
+    /// holds no thread while its batch is made durable.
     pub async fn login(
         self: Arc<Self>,
         org_id: String,
@@ -837,17 +838,23 @@ impl Service {
         let service = Arc::clone(&self);
         let validated = tokio::task::spawn_blocking(move || {
             let (idp_id, login) = service.validate(&org, &response)?;
-            Ok((org, idp_id, login))
+            let identified = service.identify(&org, &idp_id, &login);
+            Ok((org, idp_id, login, identified))
         })
         .await
         .unwrap_or_else(|_| Err((None, ApiError::internal())));
         let mut name_id = None;
         let result = match validated {
-            Ok((org, idp_id, login)) => {
+            Ok((org, idp_id, login, identified)) => {
                 name_id = Some(login.name_id().value.clone());
-                self.record_login(&org, &idp_id, &login)
-                    .await
-                    .map_err(|error| (Some(idp_id), error))
+                let recorded = match identified {
+                    Ok((user_id, user)) => {
+                        self.record_login(&org, &idp_id, &login, user_id, user)
+                            .await
+                    }
+                    Err(error) => Err(error),
+                };
+                recorded.map_err(|error| (Some(idp_id), error))
             }
             Err(refusal) => Err(refusal),
         };
@@ -864,19 +871,39 @@ impl Service {
         }
     }
 
+    /// The login's user ID and that user as the store holds them now. Blocking: the read
+    /// may reach sled's file.
+    fn identify(
+        &self,
+        org: &OrgConfig,
+        idp_id: &str,
+        login: &ValidatedLogin,
+    ) -> Result<(String, Option<UserState>), ApiError> {
+        let idp = org.idps.get(idp_id).ok_or_else(ApiError::internal)?;
+        let user_id = provisioning::identify(idp, login)?;
+        let user = self.store.user(&org.org_id, &user_id)?;
+        Ok((user_id, user))
+    }
+
+    /// Decides and appends, from `user` as read with the login's validation; after a
+    /// conflict, from the user read again (on the blocking pool).
     async fn record_login(
         &self,
         org: &OrgConfig,
         idp_id: &str,
         login: &ValidatedLogin,
+        user_id: String,
+        mut user: Option<UserState>,
     ) -> Result<LoginAnswer, ApiError> {
         let login_id = format!("login_{}", tokens::random_hex(12));
-        for _ in 0..APPEND_ATTEMPTS_MAX {
-            let user_id = provisioning::identify(
-                org.idps.get(idp_id).ok_or_else(ApiError::internal)?,
-                login,
-            )?;
-            let user = self.store.user(&org.org_id, &user_id)?;
+        for attempt in 0..APPEND_ATTEMPTS_MAX {
+            if attempt > 0 {
+                let store = Arc::clone(&self.store);
+                let (org_id, user_id) = (org.org_id.clone(), user_id.clone());
+                user = tokio::task::spawn_blocking(move || store.user(&org_id, &user_id))
+                    .await
+                    .map_err(|_| ApiError::internal())??;
+            }
             let decision = provisioning::decide(org, idp_id, user.as_ref(), login)?;
             let request = AppendRequest {
                 org_id: org.org_id.clone(),
