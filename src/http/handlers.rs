@@ -610,10 +610,8 @@ fn saml_response(headers: &HeaderMap, bytes: &[u8]) -> Result<Vec<u8>, ApiError>
         let payload: LoginJson = json_body(bytes)?;
         return Ok(payload.saml_response.into_bytes());
     }
-    let mut fields = form(bytes)?;
-    fields
-        .remove("SAMLResponse")
-        .map(String::into_bytes)
+    form::field(bytes, "SAMLResponse")
+        .map_err(ApiError::malformed)?
         .ok_or_else(|| ApiError::malformed("SAMLResponse is missing"))
 }
 

@@ -1,10 +1,10 @@
 //! The HTTP adapter: every route of CONTRACT.md on axum. Handlers translate between HTTP
 //! and [`Service`]; they hold no rules of their own.
 
+mod form;
 mod handlers;
 pub mod openapi;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -295,11 +295,6 @@ fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
         .ok()?
         .strip_prefix("Bearer ")
         .map(str::trim)
-}
-
-/// Parses an `application/x-www-form-urlencoded` body.
-fn form(body: &[u8]) -> Result<HashMap<String, String>, ApiError> {
-    serde_urlencoded::from_bytes(body).map_err(|_| ApiError::malformed("body is not a valid form"))
 }
 
 /// Runs blocking service work off the async workers: appends wait for the disk, and a

@@ -573,6 +573,32 @@ fn limits_and_malformed_input_get_clear_codes() {
         (status, body["error"]["code"].as_str()),
         (422, Some("malformed_xml"))
     );
+    // A valid response given twice in one form: refused before validation, not consumed.
+    let login = url_encode(&post_binding_value(&login_xml(
+        "alice@example.com",
+        ALICE,
+        Sign::Assertion,
+    )));
+    let (status, body) = server.raw(
+        "POST",
+        "/v1/orgs/acme/saml/acs",
+        None,
+        "application/x-www-form-urlencoded",
+        format!("SAMLResponse={login}&RelayState=x&SAMLResponse={login}").as_bytes(),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("malformed_request")),
+        "{body}"
+    );
+    let (status, body) = server.raw(
+        "POST",
+        "/v1/orgs/acme/saml/acs",
+        None,
+        "application/x-www-form-urlencoded",
+        format!("RelayState=x&SAMLResponse={login}").as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
     let (status, body) = server.call("GET", "/v1/orgs/nope/saml/metadata", None, None);
     assert_eq!(
         (status, body["error"]["code"].as_str()),
