@@ -13,21 +13,9 @@ pub(crate) fn field(body: &[u8], name: &str) -> Result<Option<Vec<u8>>, &'static
     let mut found = None;
     let mut rest = body;
     while !rest.is_empty() {
-        let (part, after) = match memchr::memchr(b'&', rest) {
-            Some(at) => (
-                rest.get(..at).unwrap_or_default(),
-                rest.get(at + 1..).unwrap_or_default(),
-            ),
-            None => (rest, &[][..]),
-        };
+        let (part, after) = split_at_first(rest, b'&');
         rest = after;
-        let (raw_name, raw_value) = match memchr::memchr(b'=', part) {
-            Some(at) => (
-                part.get(..at).unwrap_or_default(),
-                part.get(at + 1..).unwrap_or_default(),
-            ),
-            None => (part, &[][..]),
-        };
+        let (raw_name, raw_value) = split_at_first(part, b'=');
         if part.is_empty() || !is_named(raw_name, name) {
             continue;
         }
@@ -37,6 +25,18 @@ pub(crate) fn field(body: &[u8], name: &str) -> Result<Option<Vec<u8>>, &'static
         found = Some(decode(raw_value));
     }
     Ok(found)
+}
+
+/// What comes before the first `separator` and what comes after it (all, and nothing,
+/// without one).
+fn split_at_first(bytes: &[u8], separator: u8) -> (&[u8], &[u8]) {
+    match memchr::memchr(separator, bytes) {
+        Some(at) => (
+            bytes.get(..at).unwrap_or_default(),
+            bytes.get(at + 1..).unwrap_or_default(),
+        ),
+        None => (bytes, &[]),
+    }
 }
 
 fn is_named(raw: &[u8], name: &str) -> bool {
@@ -59,10 +59,16 @@ fn decode(raw: &[u8]) -> Vec<u8> {
                 out.push(b' ');
                 after
             }
-            [b'%', high, low, after @ ..] if hex(*high).is_some() && hex(*low).is_some() => {
-                out.push(hex(*high).unwrap_or(0) << 4 | hex(*low).unwrap_or(0));
-                after
-            }
+            [b'%', high, low, after @ ..] => match (hex(*high), hex(*low)) {
+                (Some(high), Some(low)) => {
+                    out.push(high << 4 | low);
+                    after
+                }
+                _ => {
+                    out.push(b'%');
+                    escape.get(1..).unwrap_or_default()
+                }
+            },
             [percent, after @ ..] => {
                 out.push(*percent);
                 after
@@ -146,7 +152,10 @@ mod tests {
             match theirs.as_slice() {
                 [] => prop_assert_eq!(ours, Ok(None)),
                 [value] => {
-                    let ours = ours.ok().flatten().map(|v| String::from_utf8_lossy(&v).into_owned());
+                    let ours = ours
+                        .ok()
+                        .flatten()
+                        .map(|v| String::from_utf8_lossy(&v).into_owned());
                     prop_assert_eq!(ours.as_ref(), Some(value));
                 }
                 _ => prop_assert!(ours.is_err()),

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
-use super::{AppState, Failure, RequestId, bearer, blocking, form};
+use super::{AppState, Failure, RequestId, bearer, blocking, form, read_store};
 use crate::events::{JitSettings, OrgCreated, ProfileField, TokenScope};
 use crate::provisioning::config::{USER_ROLE, mapping_preset};
 use crate::service::view::{EnvelopeView, UserView};
@@ -509,14 +509,14 @@ pub async fn events(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Answer {
-    let service = state.service.clone();
-    service
+    state
+        .service
         .authorize(bearer(&headers), None, true)
         .map_err(fail(&request_id))?;
     let after = number(&query, "after", 0, u64::MAX).map_err(fail(&request_id))?;
     let limit = number(&query, "limit", 100, 1000).map_err(fail(&request_id))?;
-    let events = blocking(&request_id.0, move || {
-        Ok(service.store().events_after(after, limit as usize)?)
+    let events = read_store(&state, &request_id.0, move |store| {
+        Ok(store.events_after(after, limit as usize)?)
     })
     .await?;
     let next_after = events.last().map(|e| e.seq);
@@ -838,9 +838,7 @@ pub async fn user(
         .map_err(fail(&request_id))?;
     let point = as_of(&query).map_err(fail(&request_id))?;
     org_exists(&state, &org).map_err(fail(&request_id))?;
-    let service = state.service.clone();
-    let found = blocking(&request_id.0, move || {
-        let store = service.store();
+    let found = read_store(&state, &request_id.0, move |store| {
         Ok(match point {
             AsOf::Now => store.user(&org, &user),
             point => store.user_as_of(&org, &user, point),
@@ -893,10 +891,8 @@ pub async fn users(
         ),
         None => None,
     };
-    let service = state.service.clone();
     let role = query.get("role").cloned();
-    let page = blocking(&request_id.0, move || {
-        let store = service.store();
+    let page = read_store(&state, &request_id.0, move |store| {
         let Some(role) = role else {
             return Ok(store.users(&org, cursor.as_deref(), limit)?);
         };
@@ -962,9 +958,8 @@ pub async fn history(
         .authorize(bearer(&headers), Some(&org), false)
         .map_err(fail(&request_id))?;
     org_exists(&state, &org).map_err(fail(&request_id))?;
-    let service = state.service.clone();
-    let envelopes = blocking(&request_id.0, move || {
-        Ok(service.store().stream(&org, &user_stream(&user), None)?)
+    let envelopes = read_store(&state, &request_id.0, move |store| {
+        Ok(store.stream(&org, &user_stream(&user), None)?)
     })
     .await?;
     if envelopes.is_empty() {
@@ -1040,10 +1035,8 @@ pub async fn acl(
                 "on_type is ACCOUNT, FOLDER or LOCATION",
             ))
         })?;
-    let service = state.service.clone();
     let on_key = on.clone();
-    let (grants, users) = blocking(&request_id.0, move || {
-        let store = service.store();
+    let (grants, users) = read_store(&state, &request_id.0, move |store| {
         let grants = store.grants_on(&org, on_type.as_str(), &on_key)?;
         let mut users: Vec<UserView> = Vec::new();
         for (user_id, _) in &grants {

@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use tokio::sync::Semaphore;
 
 use crate::service::{ApiError, Service, tokens};
+use crate::store::Store;
 
 /// Body bound of the SAML routes (CONTRACT.md).
 pub const SAML_BODY_BYTES_MAX: usize = 1024 * 1024;
@@ -29,10 +30,11 @@ pub const JSON_BODY_BYTES_MAX: usize = 64 * 1024;
 /// grows until every request times out.
 pub const REQUESTS_IN_FLIGHT_MAX: usize = 1024;
 /// Threads running blocking work: a login's validation (CPU), an admin change until it is
-/// durable, a query's store reads, the pruning of replay guards. A login waits for the disk without a thread, so
-/// this bounds CPU work, a few times the cores of a small machine, and memory: each thread
-/// keeps its own allocator heap (about 2.5 MiB after a login); tokio's default of 512 once
-/// let 256 concurrent logins grow the process past 800 MiB. Beyond it, work queues.
+/// durable, a query's store reads, the pruning of replay guards. A login waits for the disk
+/// without a thread, so this bounds CPU work, a few times the cores of a small machine, and
+/// memory: each thread keeps its own allocator heap (about 2.5 MiB after a login); tokio's
+/// default of 512 once let 256 concurrent logins grow the process past 800 MiB. Beyond it,
+/// work queues.
 pub const BLOCKING_THREADS_MAX: usize = 16;
 /// How long one request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -309,6 +311,16 @@ async fn blocking<T: Send + 'static>(
         Ok(result) => result.map_err(|error| Failure(error, request_id.to_string())),
         Err(_) => Err(Failure(ApiError::internal(), request_id.to_string())),
     }
+}
+
+/// Reads the store on the blocking pool (see [`blocking`]): every query goes through here.
+async fn read_store<T: Send + 'static>(
+    state: &AppState,
+    request_id: &str,
+    read: impl FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, Failure> {
+    let service = Arc::clone(&state.service);
+    blocking(request_id, move || read(service.store())).await
 }
 
 /// Serves on `listener` until `shutdown` resolves; in-flight requests finish first.
