@@ -59,7 +59,7 @@ pub fn org_request() -> AppendRequest {
     }
 }
 
-fn login(user: &str, expected_version: u64, n: u64) -> AppendRequest {
+pub(crate) fn login(user: &str, expected_version: u64, n: u64) -> AppendRequest {
     let recorded = Event::LoginRecorded(LoginRecorded {
         assertion_id: format!("_a{n}"),
         idp_id: "okta".into(),

@@ -65,8 +65,8 @@ pub(crate) fn read(tree: &sled::Tree, key: &[u8]) -> Result<Head, StoreError> {
     }
 }
 
-/// Heads as sled holds them, with the changes of a batch in progress held aside: the one
-/// writer decides a batch before its transaction, so it must see what the batch changed.
+/// Heads as sled holds them, with the changes of records checked so far held aside: opening
+/// checks the records past sled's last seq against their streams before indexing them.
 pub(crate) struct Pending<'t> {
     tree: &'t sled::Tree,
     changed: HashMap<Vec<u8>, Head>,

@@ -1,9 +1,9 @@
-//! The single writer: takes queued append requests in batches, decides each batch, writes
-//! its events to the log files and syncs them, indexes and projects them in one sled
-//! transaction, flushes and syncs sled, then answers. Group commit: many concurrent logins
-//! share one sync of each.
+//! The single writer: takes queued append requests in batches; in one sled transaction per
+//! batch it decides each request, indexes and projects the accepted events and writes them
+//! to the log files (synced) before sled commits; then it flushes and syncs sled, and
+//! answers. Group commit: many concurrent logins share one sync of each.
 
-use std::collections::HashSet;
+use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,7 +14,7 @@ use sled::transaction::{
     ConflictableTransactionError, TransactionalTree, UnabortableTransactionError,
 };
 
-use super::heads::{self, Head};
+use super::heads::Head;
 use super::segments::{Record, SegmentLog};
 
 use super::envelope::{CONFIG_STREAM, ChainHasher, Envelope, GENESIS_HASH, Unsealed};
@@ -155,12 +155,7 @@ fn run(
 
 pub(crate) fn read_u64(tree: &sled::Tree, key: &[u8]) -> Result<u64, StoreError> {
     match tree.get(key)? {
-        Some(bytes) => Ok(u64::from_be_bytes(
-            bytes
-                .as_ref()
-                .try_into()
-                .map_err(|_| corrupt("u64 value"))?,
-        )),
+        Some(bytes) => decode_u64(&bytes),
         None => Ok(0),
     }
 }
@@ -268,129 +263,84 @@ pub(crate) struct LastEnd {
     pub recorded_at: i128,
 }
 
-/// Decides a batch, writes its events to the log files (synced), then indexes and projects
-/// them in one sled transaction. Each request gets its envelopes or its refusal.
-///
-/// The decisions (version checks, replay guards, the chain) read sled outside the
-/// transaction: this thread is the only writer, and what the batch itself changes is kept
-/// aside, so they see what the transaction will. The files come first so that sled never
-/// indexes an event the files lack; events the files hold past sled's last seq (a crash
-/// between the two) are indexed when the store is next opened.
-fn commit(
-    trees: &Trees,
-    log: &SegmentLog,
-    hasher: &ChainHasher,
-    batch: &[Job],
-) -> Result<Vec<Reply>, String> {
-    let storage = |error: StoreError| error.to_string();
-    let (mut last_seq, mut last_hash) = read_head(&trees.meta).map_err(storage)?;
-    // recorded_at never goes back, so that a time bound cuts the log at one seq.
-    let mut last_recorded_at = read_recorded_at(&trees.meta).map_err(storage)?;
-    let mut heads = heads::Pending::new(&trees.heads);
-    let mut guards: HashSet<Vec<u8>> = HashSet::new();
-    let mut replies = Vec::with_capacity(batch.len());
-    let mut accepted = Vec::new();
-    let mut records: Vec<Record> = Vec::new();
-    for job in batch {
-        let request = &job.request;
-        let head_key = keys::head(&request.org_id, &request.stream);
-        let mut head = heads.get(&head_key).map_err(storage)?;
-        let actual = head.version;
-        if actual != request.expected_version {
-            replies.push(Err(AppendError::Conflict {
-                expected: request.expected_version,
-                actual,
-            }));
-            continue;
-        }
-        if let Err(refusal) = check_shape(request, actual) {
-            replies.push(Err(refusal));
-            continue;
-        }
-        let guard = match &request.assertion {
-            Some(guard) => {
-                let key = keys::assertion(&request.org_id, &guard.assertion_id);
-                let used = guards.contains(&key)
-                    || trees
-                        .assertions
-                        .contains_key(&key)
-                        .map_err(|e| e.to_string())?;
-                if used {
-                    replies.push(Err(AppendError::ReplayedAssertion {
-                        assertion_id: guard.assertion_id.clone(),
-                    }));
-                    continue;
-                }
-                guards.insert(key.clone());
-                Some((key, guard.not_on_or_after))
-            }
-            None => None,
-        };
-        let recorded_at = request.recorded_at.max(last_recorded_at);
-        last_recorded_at = recorded_at;
-        let mut envelopes = Vec::with_capacity(request.events.len());
-        for (offset, event) in request.events.iter().enumerate() {
-            last_seq += 1;
-            let unsealed = Unsealed {
-                seq: last_seq,
-                org_id: request.org_id.clone(),
-                stream: request.stream.clone(),
-                stream_version: actual + offset as u64 + 1,
-                recorded_at,
-                cause: request.cause.clone(),
-                event: event.clone(),
-            };
-            let (bytes, envelope) = unsealed.seal(last_hash, hasher);
-            last_hash = envelope.hash;
-            records.push(Record {
-                seq: last_seq,
-                prev_in_stream: head.last_seq,
-                payload: bytes,
-            });
-            head = head.after(last_seq);
-            envelopes.push(envelope);
-        }
-        heads.set(head_key.clone(), head);
-        // Filled with the envelopes once they are indexed.
-        replies.push(Ok(Vec::new()));
-        accepted.push(Indexed {
-            envelopes,
-            head: (head_key, head),
-            guard,
-        });
-    }
-    if accepted.is_empty() {
-        return Ok(replies);
-    }
-    log.append(&records).map_err(storage)?;
-    let end = LastEnd {
-        seq: last_seq,
-        hash: last_hash,
-        recorded_at: last_recorded_at,
-    };
-    index(trees, &accepted, &end)?;
-    let mut indexed = accepted.into_iter().map(|item| item.envelopes);
-    for envelopes in replies.iter_mut().filter_map(|reply| reply.as_mut().ok()) {
-        *envelopes = indexed.next().unwrap_or_default();
-    }
-    Ok(replies)
+type TxError = ConflictableTransactionError<String>;
+
+fn tx_corrupt(error: StoreError) -> TxError {
+    ConflictableTransactionError::Abort(error.to_string())
 }
 
-pub(crate) fn read_recorded_at(meta: &sled::Tree) -> Result<i128, StoreError> {
-    match meta.get(META_LAST_RECORDED_AT)? {
-        Some(bytes) => Ok(i128::from_be_bytes(
-            bytes
+/// The sled trees of the append transaction, by name.
+struct Tx<'t> {
+    heads: &'t TransactionalTree,
+    assertions: &'t TransactionalTree,
+    meta: &'t TransactionalTree,
+    projections: TxProjections<'t>,
+}
+
+impl Tx<'_> {
+    /// The log's end as `meta` holds it (genesis for an empty log).
+    fn end(&self) -> Result<LastEnd, TxError> {
+        let seq = match self.meta.get(META_LAST_SEQ)? {
+            Some(bytes) => decode_u64(&bytes).map_err(tx_corrupt)?,
+            None => 0,
+        };
+        let hash = match self.meta.get(META_LAST_HASH)? {
+            Some(bytes) => bytes
                 .as_ref()
                 .try_into()
-                .map_err(|_| corrupt("last recorded_at"))?,
-        )),
-        None => Ok(i128::MIN),
+                .map_err(|_| tx_corrupt(corrupt("last hash")))?,
+            None => GENESIS_HASH,
+        };
+        let recorded_at = match self.meta.get(META_LAST_RECORDED_AT)? {
+            Some(bytes) => decode_i128(&bytes).map_err(tx_corrupt)?,
+            None => i128::MIN,
+        };
+        Ok(LastEnd {
+            seq,
+            hash,
+            recorded_at,
+        })
+    }
+
+    fn head(&self, key: &[u8]) -> Result<Head, TxError> {
+        match self.heads.get(key)? {
+            Some(bytes) => Head::decode(&bytes).map_err(tx_corrupt),
+            None => Ok(Head::default()),
+        }
+    }
+
+    /// Projects an append's envelopes and records its stream's head and replay guard.
+    /// Later reads in the same transaction see all of it.
+    fn put(&mut self, item: &Indexed) -> Result<(), TxError> {
+        for envelope in &item.envelopes {
+            project(&mut self.projections, envelope).map_err(|error| match error {
+                ProjectError::Store(error) => ConflictableTransactionError::from(error),
+                ProjectError::Corrupt(reason) => ConflictableTransactionError::Abort(reason),
+            })?;
+        }
+        let (head_key, head) = &item.head;
+        self.heads.insert(head_key.as_slice(), &head.encode())?;
+        if let Some((key, not_on_or_after)) = &item.guard {
+            self.assertions
+                .insert(key.as_slice(), &not_on_or_after.to_be_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn set_end(&self, end: &LastEnd) -> Result<(), TxError> {
+        self.meta.insert(META_LAST_SEQ, &end.seq.to_be_bytes())?;
+        self.meta.insert(META_LAST_HASH, &end.hash)?;
+        self.meta
+            .insert(META_LAST_RECORDED_AT, &end.recorded_at.to_be_bytes())?;
+        Ok(())
     }
 }
 
-/// Indexes and projects appended events in one sled transaction, and records the log's
-/// new end in `meta`.
-pub(crate) fn index(trees: &Trees, accepted: &[Indexed], end: &LastEnd) -> Result<(), String> {
+/// Runs `body` in one sled transaction over every tree the writer changes.
+fn transaction<T>(
+    trees: &Trees,
+    body: impl Fn(&mut Tx) -> Result<T, TxError>,
+) -> Result<T, String> {
     let all = (
         &trees.heads,
         &trees.assertions,
@@ -402,34 +352,204 @@ pub(crate) fn index(trees: &Trees, accepted: &[Indexed], end: &LastEnd) -> Resul
     );
     let result = all.transaction(
         |(heads, assertions, meta, users, users_by_role, acl, orgs)| {
-            let mut projections = TxProjections {
-                users,
-                users_by_role,
-                acl,
-                orgs,
-            };
-            for item in accepted {
-                for envelope in &item.envelopes {
-                    project(&mut projections, envelope).map_err(|error| match error {
-                        ProjectError::Store(error) => ConflictableTransactionError::from(error),
-                        ProjectError::Corrupt(reason) => {
-                            ConflictableTransactionError::Abort(reason)
-                        }
-                    })?;
-                }
-                let (head_key, head) = &item.head;
-                heads.insert(head_key.as_slice(), &head.encode())?;
-                if let Some((key, not_on_or_after)) = &item.guard {
-                    assertions.insert(key.as_slice(), &not_on_or_after.to_be_bytes())?;
-                }
-            }
-            meta.insert(META_LAST_SEQ, &end.seq.to_be_bytes())?;
-            meta.insert(META_LAST_HASH, &end.hash)?;
-            meta.insert(META_LAST_RECORDED_AT, &end.recorded_at.to_be_bytes())?;
-            Ok(())
+            body(&mut Tx {
+                heads,
+                assertions,
+                meta,
+                projections: TxProjections {
+                    users,
+                    users_by_role,
+                    acl,
+                    orgs,
+                },
+            })
         },
     );
     result.map_err(|error: sled::transaction::TransactionError<String>| {
         format!("transaction failed: {error:?}")
     })
+}
+
+/// Decides a batch, writes its events to the log files (synced), and indexes and projects
+/// them, all in one sled transaction. Each request gets its envelopes or its refusal.
+///
+/// The decisions read through the transaction, so they see what earlier requests of the
+/// batch changed, and the transaction's own writes find those keys already read. The files
+/// are written last inside the transaction, before sled commits it, so that sled never
+/// indexes an event the files lack; events the files hold past sled's last seq (a crash
+/// between the two) are indexed when the store is next opened.
+fn commit(
+    trees: &Trees,
+    log: &SegmentLog,
+    hasher: &ChainHasher,
+    batch: &[Job],
+) -> Result<Vec<Reply>, String> {
+    // sled runs the body again only after a conflict, which the body never reports; the
+    // files must never be written twice, whatever a later sled does.
+    let written = Cell::new(false);
+    transaction(trees, |tx| {
+        let mut end = tx.end()?;
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut records: Vec<Record> = Vec::new();
+        for job in batch {
+            let request = &job.request;
+            let head_key = keys::head(&request.org_id, &request.stream);
+            let mut head = tx.head(&head_key)?;
+            let actual = head.version;
+            if actual != request.expected_version {
+                replies.push(Err(AppendError::Conflict {
+                    expected: request.expected_version,
+                    actual,
+                }));
+                continue;
+            }
+            if let Err(refusal) = check_shape(request, actual) {
+                replies.push(Err(refusal));
+                continue;
+            }
+            let guard = match &request.assertion {
+                Some(guard) => {
+                    let key = keys::assertion(&request.org_id, &guard.assertion_id);
+                    if tx.assertions.get(&key)?.is_some() {
+                        replies.push(Err(AppendError::ReplayedAssertion {
+                            assertion_id: guard.assertion_id.clone(),
+                        }));
+                        continue;
+                    }
+                    Some((key, guard.not_on_or_after))
+                }
+                None => None,
+            };
+            // recorded_at never goes back, so that a time bound cuts the log at one seq.
+            let recorded_at = request.recorded_at.max(end.recorded_at);
+            end.recorded_at = recorded_at;
+            let mut envelopes = Vec::with_capacity(request.events.len());
+            for (offset, event) in request.events.iter().enumerate() {
+                end.seq += 1;
+                let unsealed = Unsealed {
+                    seq: end.seq,
+                    org_id: request.org_id.clone(),
+                    stream: request.stream.clone(),
+                    stream_version: actual + offset as u64 + 1,
+                    recorded_at,
+                    cause: request.cause.clone(),
+                    event: event.clone(),
+                };
+                let (bytes, envelope) = unsealed.seal(end.hash, hasher);
+                end.hash = envelope.hash;
+                records.push(Record {
+                    seq: end.seq,
+                    prev_in_stream: head.last_seq,
+                    payload: bytes,
+                });
+                head = head.after(end.seq);
+                envelopes.push(envelope);
+            }
+            let item = Indexed {
+                envelopes,
+                head: (head_key, head),
+                guard,
+            };
+            tx.put(&item)?;
+            replies.push(Ok(item.envelopes));
+        }
+        if records.is_empty() {
+            return Ok(replies);
+        }
+        tx.set_end(&end)?;
+        if written.replace(true) {
+            return Err(ConflictableTransactionError::Abort(
+                "the append transaction ran twice".into(),
+            ));
+        }
+        log.append(&records)
+            .map_err(|error| ConflictableTransactionError::Abort(error.to_string()))?;
+        Ok(replies)
+    })
+}
+
+fn decode_u64(bytes: &[u8]) -> Result<u64, StoreError> {
+    Ok(u64::from_be_bytes(
+        bytes.try_into().map_err(|_| corrupt("u64 value"))?,
+    ))
+}
+
+fn decode_i128(bytes: &[u8]) -> Result<i128, StoreError> {
+    Ok(i128::from_be_bytes(
+        bytes.try_into().map_err(|_| corrupt("last recorded_at"))?,
+    ))
+}
+
+/// Indexes and projects events already in the log files (crash recovery, import) in one
+/// sled transaction, and records the log's new end in `meta`.
+pub(crate) fn index(trees: &Trees, accepted: &[Indexed], end: &LastEnd) -> Result<(), String> {
+    transaction(trees, |tx| {
+        for item in accepted {
+            tx.put(item)?;
+        }
+        tx.set_end(end)
+    })
+}
+
+pub(crate) fn read_recorded_at(meta: &sled::Tree) -> Result<i128, StoreError> {
+    match meta.get(META_LAST_RECORDED_AT)? {
+        Some(bytes) => decode_i128(&bytes),
+        None => Ok(i128::MIN),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Store, StoreConfig, conformance};
+
+    fn job(request: AppendRequest) -> Job {
+        let (reply, _) = tokio::sync::oneshot::channel();
+        Job { request, reply }
+    }
+
+    /// The requests of one batch are decided in order, each on what the earlier ones wrote:
+    /// a second start of a stream is a conflict, a second use of an assertion is a replay,
+    /// and a stream goes on from the version an earlier request left it at.
+    #[test]
+    fn a_batch_is_decided_on_what_its_earlier_requests_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&StoreConfig::new(dir.path())).unwrap();
+        let org = store.append_blocking(conformance::org_request()).unwrap();
+        let org_end = org.last().unwrap().seq;
+        store.stop_writer();
+        let batch = [
+            job(conformance::login("alice", 0, 1)),
+            job(conformance::login("alice", 0, 2)),
+            job(conformance::login("bob", 0, 1)),
+            job(conformance::login("alice", 2, 3)),
+        ];
+        let replies = commit(&store.trees, &store.log, &store.hasher, &batch).unwrap();
+        let versions = |reply: &Reply| {
+            reply
+                .as_ref()
+                .map(|envelopes| envelopes.iter().map(|e| e.stream_version).collect())
+                .map_err(Clone::clone)
+        };
+        assert_eq!(versions(&replies[0]), Ok(vec![1, 2]));
+        assert_eq!(
+            versions(&replies[1]),
+            Err(AppendError::Conflict {
+                expected: 0,
+                actual: 2
+            })
+        );
+        assert_eq!(
+            versions(&replies[2]),
+            Err(AppendError::ReplayedAssertion {
+                assertion_id: "_a1".into()
+            })
+        );
+        assert_eq!(versions(&replies[3]), Ok(vec![3]));
+        let seqs: Vec<u64> = [&replies[0], &replies[3]]
+            .into_iter()
+            .flat_map(|reply| reply.as_ref().unwrap().iter().map(|e| e.seq))
+            .collect();
+        assert_eq!(seqs, vec![org_end + 1, org_end + 2, org_end + 3]);
+    }
 }
