@@ -8,6 +8,7 @@ use jitledger::events::{
     AclEntry, Event, FieldChange, JitSettings, JitSettingsChanged, LoginRecorded, OnType,
     OrgCreated, ProfileField, ProfileUpdated, Source, UserProvisioned,
 };
+use jitledger::provisioning::UserState;
 use jitledger::store::verify::{VerifyFailure, check_chain};
 use jitledger::store::{
     AppendError, AppendRequest, AssertionGuard, CONFIG_STREAM, Cause, ChainHasher, Store,
@@ -355,6 +356,7 @@ fn to_earlier_index_layout(dir: &tempfile::TempDir) -> Vec<(u64, Vec<u8>)> {
         .map(|(seq, range)| (seq, file[range.start + HEADER..range.end].to_vec()))
         .collect();
     std::fs::remove_dir_all(dir.path().join("log")).unwrap();
+    to_heads_tree_layout(dir, &[]);
     let db = raw_sled(dir);
     let (heads, streams) = (
         db.open_tree("heads").unwrap(),
@@ -371,6 +373,31 @@ fn to_earlier_index_layout(dir: &tempfile::TempDir) -> Vec<(u64, Vec<u8>)> {
     }
     db.flush().unwrap();
     records
+}
+
+/// Turns a closed store's user heads into the layout of an earlier release: users are
+/// stored without `last_seq` (the last 8 bytes of their encoding), and each user stream's
+/// head is a key of the `heads` tree. The users in `moved` are left as they are, as if a
+/// migration had moved them before a crash.
+fn to_heads_tree_layout(dir: &tempfile::TempDir, moved: &[&str]) {
+    let db = raw_sled(dir);
+    let (users, heads) = (
+        db.open_tree("users").unwrap(),
+        db.open_tree("heads").unwrap(),
+    );
+    for entry in users.iter() {
+        let (key, value) = entry.unwrap();
+        let user: UserState = bincode::deserialize(&value).unwrap();
+        if moved.contains(&user.user_id.as_str()) {
+            continue;
+        }
+        users.insert(&key, &value[..value.len() - 8]).unwrap();
+        let head = [user.version.to_be_bytes(), user.last_seq.to_be_bytes()].concat();
+        heads
+            .insert(format!("acme\0user:{}", user.user_id), head)
+            .unwrap();
+    }
+    db.flush().unwrap();
 }
 
 /// The streams of the populated store, as read through the store.
@@ -418,6 +445,74 @@ fn streams_of_populated(dir: &tempfile::TempDir) -> Vec<Vec<jitledger::store::En
     let streams = every_stream(&store);
     store.close().unwrap();
     streams
+}
+
+#[test]
+fn user_heads_in_the_heads_tree_move_into_the_users() {
+    let dir = populated_and_closed();
+    let before = streams_of_populated(&dir);
+    let users_before = {
+        let store = open(&dir);
+        let users = store.users("acme", None, 10).unwrap();
+        store.close().unwrap();
+        users
+    };
+    // alice was moved before a crash; bob and carol were not.
+    to_heads_tree_layout(&dir, &["alice"]);
+    {
+        let store = open(&dir);
+        assert_eq!(store.users("acme", None, 10).unwrap(), users_before);
+        store.close().unwrap();
+    }
+    let db = raw_sled(&dir);
+    let heads: Vec<_> = db
+        .open_tree("heads")
+        .unwrap()
+        .iter()
+        .keys()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(heads, [&b"acme\0config"[..]]);
+    drop(db);
+    check_migrated(&dir, &before);
+}
+
+#[test]
+fn user_heads_of_a_store_with_a_rebuild_pending_go_and_the_rebuild_writes_the_users() {
+    let dir = populated_and_closed();
+    let before = streams_of_populated(&dir);
+    to_heads_tree_layout(&dir, &[]);
+    {
+        // A rebuild stopped part way: carol is not written yet.
+        let db = raw_sled(&dir);
+        db.open_tree("users")
+            .unwrap()
+            .remove(b"acme\0carol")
+            .unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("rebuilding", &[])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    check_migrated(&dir, &before);
+}
+
+#[test]
+fn a_user_whose_stored_state_does_not_fit_its_head_stops_the_move() {
+    let dir = populated_and_closed();
+    to_heads_tree_layout(&dir, &[]);
+    {
+        let db = raw_sled(&dir);
+        let head = [3u64.to_be_bytes(), 7u64.to_be_bytes()].concat();
+        db.open_tree("heads")
+            .unwrap()
+            .insert(b"acme\0user:bob", head)
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let error = Store::open(&StoreConfig::new(dir.path())).unwrap_err();
+    assert!(error.to_string().contains("acme/user:bob"), "{error}");
 }
 
 #[test]
@@ -928,14 +1023,15 @@ fn a_projection_edited_behind_the_log_is_detected() {
 
 #[test]
 fn a_stream_head_edited_behind_the_log_is_detected() {
-    // bob's head moved back to his second event: his next append would fork his stream.
+    // The org's configuration head moved back to its first event: its next change would
+    // fork the stream.
     let dir = populated_and_closed();
     {
         let db = raw_sled(&dir);
-        let head = [2u64.to_be_bytes(), 7u64.to_be_bytes()].concat();
+        let head = [1u64.to_be_bytes(), 1u64.to_be_bytes()].concat();
         db.open_tree("heads")
             .unwrap()
-            .insert(b"acme\0user:bob", head)
+            .insert(b"acme\0config", head)
             .unwrap();
         db.flush().unwrap();
     }
@@ -943,7 +1039,32 @@ fn a_stream_head_edited_behind_the_log_is_detected() {
     assert_eq!(
         failure,
         VerifyFailure::StreamHead {
-            key: "acme/user:bob".into()
+            key: "acme/config".into()
+        }
+    );
+}
+
+#[test]
+fn a_user_head_edited_behind_the_log_is_detected() {
+    // bob's head, in his projection, moved back to his second event.
+    let dir = populated_and_closed();
+    {
+        let db = raw_sled(&dir);
+        let users = db.open_tree("users").unwrap();
+        let key = b"acme\0bob";
+        let mut bob: UserState = bincode::deserialize(&users.get(key).unwrap().unwrap()).unwrap();
+        (bob.version, bob.last_seq) = (2, 7);
+        users
+            .insert(key, bincode::serialize(&bob).unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let failure = open(&dir).verify().unwrap_err();
+    assert_eq!(
+        failure,
+        VerifyFailure::Projection {
+            projection: "users",
+            key: "acme/bob".into()
         }
     );
 }

@@ -48,6 +48,9 @@ pub struct UserState {
     pub last_login_at: Option<i128>,
     /// The stream version of the last event applied.
     pub version: u64,
+    /// The seq of the last event applied: with `version`, the head of the user's stream,
+    /// where a read of the stream starts.
+    pub last_seq: u64,
 }
 
 impl UserState {
@@ -98,6 +101,7 @@ pub fn apply(state: Option<UserState>, event: &Event, applied: &Applied) -> Opti
             updated_at: applied.recorded_at,
             last_login_at: None,
             version: applied.stream_version,
+            last_seq: applied.seq,
         });
     }
     let mut state = state?;
@@ -137,5 +141,6 @@ pub fn apply(state: Option<UserState>, event: &Event, applied: &Applied) -> Opti
         _ => return Some(state),
     }
     state.version = applied.stream_version;
+    state.last_seq = applied.seq;
     Some(state)
 }

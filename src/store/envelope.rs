@@ -74,8 +74,15 @@ impl Envelope {
 
 /// The stream of a user, and of an org's configuration.
 pub fn user_stream(user_id: &str) -> String {
-    format!("user:{user_id}")
+    format!("{USER_STREAM_PREFIX}{user_id}")
 }
+
+/// The user whose stream `stream` is; `None` for any other stream.
+pub fn user_of_stream(stream: &str) -> Option<&str> {
+    stream.strip_prefix(USER_STREAM_PREFIX)
+}
+
+const USER_STREAM_PREFIX: &str = "user:";
 
 pub const CONFIG_STREAM: &str = "config";
 

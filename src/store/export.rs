@@ -123,7 +123,7 @@ impl Store {
                 })
                 .collect();
             self.log.append(&chunk)?;
-            super::index_records(self.trees(), self.hasher(), &chunk)?;
+            super::writer::index_logged(self.trees(), self.hasher(), &chunk)?;
         }
         let (head, head_hash) = self.head()?;
         if (head, head_hash) != (count, last_hash) {

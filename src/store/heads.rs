@@ -1,10 +1,16 @@
 //! Stream heads: for every stream, its version and the seq of its last event. The head is
 //! where a stream's read starts: each record in the segment files links to the previous
 //! record of its stream, so the head and the links together are the stream index.
+//!
+//! A user stream's head is kept in its user's projection (the version and seq of the last
+//! event applied): every append to a user stream writes the user anyway, so the head costs
+//! no key of its own, no read and no write. Any other stream's head (an org's
+//! configuration) is a key of the `heads` tree.
 
-use std::collections::HashMap;
+use crate::provisioning::user::UserState;
 
-use super::{StoreError, corrupt};
+use super::envelope::user_of_stream;
+use super::{StoreError, corrupt, keys};
 
 /// A stream's version (its event count) and the seq of its last event; both 0 for a
 /// stream without events.
@@ -57,38 +63,42 @@ impl Head {
     }
 }
 
-/// The head of a stream as sled holds it.
-pub(crate) fn read(tree: &sled::Tree, key: &[u8]) -> Result<Head, StoreError> {
-    match tree.get(key)? {
-        Some(bytes) => Head::decode(&bytes),
-        None => Ok(Head::default()),
-    }
+/// Where a stream's head is kept (see the module's text).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum HeadKey {
+    /// The key of the user in the `users` projection.
+    User(Vec<u8>),
+    /// The key in the `heads` tree.
+    Stream(Vec<u8>),
 }
 
-/// Heads as sled holds them, with the changes of records checked so far held aside: opening
-/// checks the records past sled's last seq against their streams before indexing them.
-pub(crate) struct Pending<'t> {
-    tree: &'t sled::Tree,
-    changed: HashMap<Vec<u8>, Head>,
-}
-
-impl<'t> Pending<'t> {
-    pub fn new(tree: &'t sled::Tree) -> Pending<'t> {
-        Pending {
-            tree,
-            changed: HashMap::new(),
+impl HeadKey {
+    pub fn of(org_id: &str, stream: &str) -> HeadKey {
+        match user_of_stream(stream) {
+            Some(user_id) => HeadKey::User(keys::user(org_id, user_id)),
+            None => HeadKey::Stream(keys::head(org_id, stream)),
         }
     }
 
-    pub fn get(&self, key: &[u8]) -> Result<Head, StoreError> {
-        match self.changed.get(key) {
-            Some(head) => Ok(*head),
-            None => read(self.tree, key),
+    /// The head from the value stored at this key (`None`: a stream without events).
+    pub fn decode(&self, stored: Option<&[u8]>) -> Result<Head, StoreError> {
+        match (self, stored) {
+            (_, None) => Ok(Head::default()),
+            (HeadKey::User(_), Some(bytes)) => {
+                let user: UserState =
+                    bincode::deserialize(bytes).map_err(|_| corrupt("user projection"))?;
+                Ok(of_user(&user))
+            }
+            (HeadKey::Stream(_), Some(bytes)) => Head::decode(bytes),
         }
     }
+}
 
-    pub fn set(&mut self, key: Vec<u8>, head: Head) {
-        self.changed.insert(key, head);
+/// The head of a user's stream, as their projection holds it.
+pub(crate) fn of_user(user: &UserState) -> Head {
+    Head {
+        version: user.version,
+        last_seq: user.last_seq,
     }
 }
 

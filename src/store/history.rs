@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::provisioning::config::OrgConfig;
 use crate::provisioning::user::UserState;
 
-use super::envelope::{CONFIG_STREAM, Envelope};
+use super::envelope::{CONFIG_STREAM, Envelope, user_of_stream};
 use super::{Store, StoreError};
 
 /// A point in the log's history.
@@ -59,7 +59,7 @@ impl Replay {
             config.apply(&envelope.event);
             return;
         }
-        let Some(user_id) = envelope.stream.strip_prefix("user:") else {
+        let Some(user_id) = user_of_stream(&envelope.stream) else {
             return;
         };
         let key = (envelope.org_id.clone(), user_id.to_string());

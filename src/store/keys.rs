@@ -69,6 +69,11 @@ pub fn acl_prefix(org_id: &str, on_type: &str, on: &str) -> Vec<u8> {
     prefix
 }
 
+/// A key as text for messages: its parts joined by `/`.
+pub fn display(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).replace(char::from(SEPARATOR), "/")
+}
+
 /// Splits a key into its parts.
 pub fn split(key: &[u8]) -> Vec<&[u8]> {
     key.split(|byte| *byte == SEPARATOR).collect()

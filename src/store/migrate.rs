@@ -5,6 +5,8 @@
 //!    with them (`*.events`).
 //! 3. The `streams` tree (org ‖ stream ‖ version → seq) becomes the seq of each stream's
 //!    last event in its head, and is dropped: the links replace it.
+//! 4. Each user stream's head leaves the `heads` tree for the user's projection, which
+//!    gains the seq of its last event (its version is already there).
 //!
 //! New segments are written into a directory of their own and swapped in by renames, and a
 //! tree is dropped only after what replaces it is durable, so a crash at any point either
@@ -15,8 +17,10 @@ use std::path::Path;
 
 use super::durability::{Syncer, sync_directory};
 use super::heads::Head;
+use super::projections::Projection;
 use super::segments::{LEGACY_SEGMENT_SUFFIX, LOG_DIRECTORY, Record, SegmentLog};
-use super::{META_LAST_SEQ, StoreError, corrupt, envelope, keys, writer};
+use super::{META_LAST_SEQ, META_REBUILDING, StoreError, corrupt, envelope, keys, writer};
+use crate::provisioning::user::UserState;
 
 const EVENTS_TREE: &[u8] = b"events";
 const STREAMS_TREE: &[u8] = b"streams";
@@ -34,7 +38,8 @@ const LEGACY_BATCH_END: u32 = 1 << 31;
 pub fn to_current_layout(db: &sled::Db, path: &Path) -> Result<(), StoreError> {
     events_tree_to_segments(db, path)?;
     legacy_segments_to_linked(db, path)?;
-    heads_from_streams_tree(db, path)
+    heads_from_streams_tree(db, path)?;
+    user_heads_into_users(db, path)
 }
 
 fn has_tree(db: &sled::Db, name: &[u8]) -> bool {
@@ -305,4 +310,92 @@ fn heads_from_streams_tree(db: &sled::Db, path: &Path) -> Result<(), StoreError>
     db.flush()?;
     tracing::info!(streams, "stream heads now hold their last seq");
     Ok(())
+}
+
+/// User heads moved per sled transaction in step 4.
+const MOVE_HEADS_CHUNK: usize = 4096;
+
+/// Step 4: each user stream's head from the `heads` tree into the user's projection. A
+/// user stored by the earlier layout is the current encoding without its last field,
+/// `last_seq` (bincode: a fixed 8 bytes, little-endian, at the end), so the head's seq is
+/// appended and the result must decode, exactly, to a user at the head's version. Each
+/// chunk of users moves in one transaction with the removal of their heads: a crash leaves
+/// every user either moved or not, and a head left in the tree is a user still to move.
+/// While a rebuild is pending the heads are only removed: the rebuild writes every user.
+fn user_heads_into_users(db: &sled::Db, path: &Path) -> Result<(), StoreError> {
+    use bincode::Options;
+    use sled::Transactional;
+    use sled::transaction::ConflictableTransactionError::Abort;
+
+    let heads = db.open_tree("heads")?;
+    let users = db.open_tree(Projection::Users.tree_name())?;
+    let rebuilding = db.open_tree("meta")?.contains_key(META_REBUILDING)?;
+    let strict = bincode::options()
+        .with_fixint_encoding()
+        .reject_trailing_bytes();
+    let mut moved = 0u64;
+    loop {
+        let mut chunk = Vec::with_capacity(MOVE_HEADS_CHUNK);
+        for entry in heads.iter() {
+            let (key, head) = entry?;
+            if let Some(user_key) = user_key_of_head(&key) {
+                chunk.push((key, user_key, Head::decode(&head)?));
+                if chunk.len() == MOVE_HEADS_CHUNK {
+                    break;
+                }
+            }
+        }
+        if chunk.is_empty() {
+            break;
+        }
+        (&heads, &users)
+            .transaction(|(heads, users)| {
+                for (key, user_key, head) in &chunk {
+                    heads.remove(key)?;
+                    if rebuilding {
+                        continue;
+                    }
+                    let refused = |what: &str| {
+                        Abort(format!(
+                            "the user of stream head {}: {what}",
+                            keys::display(key)
+                        ))
+                    };
+                    let mut bytes = users
+                        .get(user_key)?
+                        .ok_or_else(|| refused("no projection"))?
+                        .to_vec();
+                    bytes.extend_from_slice(&head.last_seq.to_le_bytes());
+                    let user: UserState = strict
+                        .deserialize(&bytes)
+                        .map_err(|error| refused(&error.to_string()))?;
+                    if user.version != head.version {
+                        return Err(refused("its version is not its stream's"));
+                    }
+                    users.insert(user_key.as_slice(), bytes)?;
+                }
+                Ok(())
+            })
+            .map_err(
+                |error: sled::transaction::TransactionError<String>| match error {
+                    sled::transaction::TransactionError::Abort(reason) => corrupt(&reason),
+                    sled::transaction::TransactionError::Storage(error) => StoreError::Sled(error),
+                },
+            )?;
+        moved += chunk.len() as u64;
+    }
+    if moved > 0 {
+        db.flush()?;
+        Syncer::new(path).sync()?;
+        tracing::info!(users = moved, "user stream heads now live in the users");
+    }
+    Ok(())
+}
+
+/// The users-tree key (org ‖ user ID) of a `heads` key (org ‖ stream) of a user stream.
+fn user_key_of_head(key: &[u8]) -> Option<Vec<u8>> {
+    let split = key.iter().position(|byte| *byte == keys::SEPARATOR)?;
+    let stream = std::str::from_utf8(&key[split + 1..]).ok()?;
+    let user_id = envelope::user_of_stream(stream)?;
+    Some(keys::join(&[&key[..split], user_id.as_bytes()]))
 }

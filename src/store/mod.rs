@@ -201,6 +201,7 @@ impl ProjectionReads for Store {
 /// The trees of the store.
 #[derive(Debug, Clone)]
 pub(crate) struct Trees {
+    /// Heads of the streams that are not users' (a user's is in `users`: see `heads`).
     pub heads: sled::Tree,
     pub assertions: sled::Tree,
     pub meta: sled::Tree,
@@ -231,58 +232,6 @@ impl Trees {
             Projection::Orgs => &self.orgs,
         }
     }
-}
-
-/// Indexes and projects events that are in the segment files past sled's last seq: those a
-/// crash left there (synced, while sled's transaction for them was not; at most one batch),
-/// and those an import just wrote. They must continue the chain from sled's last seq, and
-/// each must link to its stream's last event.
-fn index_records(
-    trees: &Trees,
-    hasher: &ChainHasher,
-    records: &[segments::Record],
-) -> Result<(), StoreError> {
-    let (mut seq, mut hash) = writer::read_head(&trees.meta)?;
-    let mut recorded_at = writer::read_recorded_at(&trees.meta)?;
-    let mut heads = heads::Pending::new(&trees.heads);
-    let mut indexed = Vec::with_capacity(records.len());
-    for record in records {
-        let envelope = envelope::decode(&record.payload)?;
-        if record.seq != seq + 1
-            || envelope.seq != record.seq
-            || envelope.prev_hash != hash
-            || !envelope::check_hash(&record.payload, &hash, hasher)
-        {
-            return Err(corrupt(&format!(
-                "event {} past the indexed end does not continue the chain",
-                record.seq
-            )));
-        }
-        let head_key = keys::head(&envelope.org_id, &envelope.stream);
-        let head = heads.get(&head_key)?;
-        let head = match head.follow(record.seq, envelope.stream_version) {
-            Ok(next) if record.prev_in_stream == head.last_seq => next,
-            _ => {
-                return Err(corrupt(&format!(
-                    "event {} past the indexed end does not continue its stream",
-                    record.seq
-                )));
-            }
-        };
-        heads.set(head_key.clone(), head);
-        (seq, hash, recorded_at) = (envelope.seq, envelope.hash, envelope.recorded_at);
-        indexed.push(writer::Indexed {
-            head: (head_key, head),
-            guard: recovered_guard(&envelope),
-            envelopes: vec![envelope],
-        });
-    }
-    let end = writer::LastEnd {
-        seq,
-        hash,
-        recorded_at,
-    };
-    writer::index(trees, &indexed, &end).map_err(StoreError::Corrupt)
 }
 
 /// How long a replay guard restored from the log lasts: the assertion's own NotOnOrAfter
@@ -356,7 +305,7 @@ impl Store {
         let (acknowledged, _) = writer::read_head(&trees.meta)?;
         let recovered = segments::SegmentLog::open(&config.path, acknowledged)?;
         if !recovered.unindexed.is_empty() {
-            index_records(&trees, &hasher, &recovered.unindexed)?;
+            writer::index_logged(&trees, &hasher, &recovered.unindexed)?;
             db.flush()?;
             durability::Syncer::new(&config.path).sync()?;
         }
@@ -488,7 +437,7 @@ impl Store {
         stream: &str,
         up_to_seq: Option<u64>,
     ) -> Result<Vec<Envelope>, StoreError> {
-        let head = heads::read(&self.trees.heads, &keys::head(org_id, stream))?;
+        let head = self.stream_head(org_id, stream)?;
         let mut envelopes = Vec::with_capacity(head.version.min(STREAM_CAPACITY_MAX) as usize);
         let (mut seq, mut version) = (head.last_seq, head.version);
         while seq != 0 {
@@ -522,7 +471,17 @@ impl Store {
 
     /// The current version of a stream (0 when it has no event).
     pub fn stream_version(&self, org_id: &str, stream: &str) -> Result<u64, StoreError> {
-        Ok(heads::read(&self.trees.heads, &keys::head(org_id, stream))?.version)
+        Ok(self.stream_head(org_id, stream)?.version)
+    }
+
+    /// A stream's head, wherever it is kept (see `heads`).
+    fn stream_head(&self, org_id: &str, stream: &str) -> Result<heads::Head, StoreError> {
+        let key = heads::HeadKey::of(org_id, stream);
+        let stored = match &key {
+            heads::HeadKey::User(key) => self.trees.users.get(key)?,
+            heads::HeadKey::Stream(key) => self.trees.heads.get(key)?,
+        };
+        key.decode(stored.as_deref())
     }
 
     /// The user as projected now.

@@ -9,7 +9,7 @@ use crate::events::{AclEntry, Event};
 use crate::provisioning::config::OrgConfig;
 use crate::provisioning::user::UserState;
 
-use super::envelope::{CONFIG_STREAM, Envelope};
+use super::envelope::{CONFIG_STREAM, Envelope, user_of_stream};
 use super::keys;
 
 /// The projection trees.
@@ -144,7 +144,7 @@ pub fn project<S: ProjectionStore>(
         store.insert(Projection::Orgs, key, encode(&config))?;
         return Ok(());
     }
-    let Some(user_id) = envelope.stream.strip_prefix("user:") else {
+    let Some(user_id) = user_of_stream(&envelope.stream) else {
         return Err(ProjectError::Corrupt(format!(
             "unknown stream {:?}",
             envelope.stream

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::provisioning::user::UserState;
 
 use super::envelope::{self, Envelope, GENESIS_HASH};
-use super::heads::Head;
+use super::heads::{Head, HeadKey};
 use super::projections::{
     InMemory, ProjectError, Projection, ProjectionStore, decode, encode, project,
 };
@@ -42,7 +42,8 @@ pub enum VerifyFailure {
     /// not carry the stream's next version.
     #[error("stream link broken at seq {seq}: {reason}")]
     StreamLink { seq: u64, reason: String },
-    /// A stream's stored head (version, last seq) differs from the log.
+    /// A stream's head in the `heads` tree (version, last seq) differs from the log. (A
+    /// user's head is part of their projection: a difference there names `users`.)
     #[error("stream head {key} differs from the log")]
     StreamHead { key: String },
     #[error("storage: {0}")]
@@ -60,7 +61,7 @@ impl Store {
     /// stream, and the stream heads and the projections against a fresh fold.
     pub fn verify(&self) -> Result<VerifyReport, VerifyFailure> {
         let mut fold = InMemory::new();
-        let mut heads: BTreeMap<Vec<u8>, Head> = BTreeMap::new();
+        let mut heads: BTreeMap<HeadKey, Head> = BTreeMap::new();
         let (head_seq, head_hash) = self.head()?;
         let records = self.records(1, head_seq).map(|record| match record {
             Ok(record) => Ok((
@@ -78,7 +79,7 @@ impl Store {
         let (events, running) = with_scan(records, |records| {
             walk_chain(records, self.hasher(), |linked, envelope| {
                 let head = heads
-                    .entry(keys::head(&envelope.org_id, &envelope.stream))
+                    .entry(HeadKey::of(&envelope.org_id, &envelope.stream))
                     .or_default();
                 let broken = |reason: String| VerifyFailure::StreamLink {
                     seq: envelope.seq,
@@ -102,9 +103,13 @@ impl Store {
                 reason: format!("head says seq {head_seq}"),
             });
         }
+        // A user's head is in their projection, compared with the fold's below.
         let heads = heads
             .into_iter()
-            .map(|(key, head)| (key, head.encode().to_vec()))
+            .filter_map(|(key, head)| match key {
+                HeadKey::Stream(key) => Some((key, head.encode().to_vec())),
+                HeadKey::User(_) => None,
+            })
             .collect();
         compare(&self.trees().heads, Some(&heads), "heads").map_err(|failure| match failure {
             VerifyFailure::Projection { key, .. } => VerifyFailure::StreamHead { key },
@@ -406,7 +411,7 @@ fn compare(
     loop {
         let differs = |key: &[u8]| VerifyFailure::Projection {
             projection: name,
-            key: String::from_utf8_lossy(key).replace('\0', "/"),
+            key: keys::display(key),
         };
         match (stored.next(), expected.next()) {
             (None, None) => return Ok(()),

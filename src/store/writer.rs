@@ -11,18 +11,21 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use sled::Transactional;
 use sled::transaction::{
-    ConflictableTransactionError, TransactionalTree, UnabortableTransactionError,
+    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
 };
 
-use super::heads::Head;
+use super::heads::{Head, HeadKey};
 use super::segments::{Record, SegmentLog};
 
-use super::envelope::{CONFIG_STREAM, ChainHasher, Envelope, GENESIS_HASH, Unsealed};
+use super::envelope::{
+    self, CONFIG_STREAM, ChainHasher, Envelope, GENESIS_HASH, Unsealed, user_of_stream,
+};
 use super::org_cache::OrgCache;
 use super::projections::{ProjectError, Projection, ProjectionStore, project};
 use super::{
     AppendError, AppendRequest, BATCH_REQUESTS_MAX, META_LAST_HASH, META_LAST_RECORDED_AT,
     META_LAST_SEQ, QUEUE_REQUESTS_MAX, StoreError, Trees, corrupt, durability, keys,
+    recovered_guard,
 };
 use crate::events::Event;
 
@@ -230,7 +233,7 @@ fn check_shape(request: &AppendRequest, version: u64) -> Result<(), AppendError>
             version > 0 || matches!(request.events.first(), Some(Event::OrgCreated(_))),
             request.events.iter().all(|e| !is_user_event(e)),
         )
-    } else if request.stream.starts_with("user:") {
+    } else if user_of_stream(&request.stream).is_some() {
         (
             version > 0 || matches!(request.events.first(), Some(Event::UserProvisioned(_))),
             request.events.iter().all(is_user_event),
@@ -252,7 +255,7 @@ fn check_shape(request: &AppendRequest, version: u64) -> Result<(), AppendError>
 /// replay guard, and (through `project`) the projections.
 pub(crate) struct Indexed {
     pub envelopes: Vec<Envelope>,
-    pub head: (Vec<u8>, Head),
+    pub head: (HeadKey, Head),
     pub guard: Option<(Vec<u8>, i128)>,
 }
 
@@ -302,15 +305,17 @@ impl Tx<'_> {
         })
     }
 
-    fn head(&self, key: &[u8]) -> Result<Head, TxError> {
-        match self.heads.get(key)? {
-            Some(bytes) => Head::decode(&bytes).map_err(tx_corrupt),
-            None => Ok(Head::default()),
-        }
+    fn head(&self, key: &HeadKey) -> Result<Head, TxError> {
+        let stored = match key {
+            HeadKey::User(key) => self.projections.users.get(key)?,
+            HeadKey::Stream(key) => self.heads.get(key)?,
+        };
+        key.decode(stored.as_deref()).map_err(tx_corrupt)
     }
 
-    /// Projects an append's envelopes and records its stream's head and replay guard.
-    /// Later reads in the same transaction see all of it.
+    /// Projects an append's envelopes and records its stream's head (a user's is in the
+    /// user, which `project` writes) and replay guard. Later reads in the same transaction
+    /// see all of it.
     fn put(&mut self, item: &Indexed) -> Result<(), TxError> {
         for envelope in &item.envelopes {
             project(&mut self.projections, envelope).map_err(|error| match error {
@@ -318,8 +323,9 @@ impl Tx<'_> {
                 ProjectError::Corrupt(reason) => ConflictableTransactionError::Abort(reason),
             })?;
         }
-        let (head_key, head) = &item.head;
-        self.heads.insert(head_key.as_slice(), &head.encode())?;
+        if let (HeadKey::Stream(key), head) = &item.head {
+            self.heads.insert(key.as_slice(), &head.encode())?;
+        }
         if let Some((key, not_on_or_after)) = &item.guard {
             self.assertions
                 .insert(key.as_slice(), &not_on_or_after.to_be_bytes())?;
@@ -365,8 +371,9 @@ fn transaction<T>(
             })
         },
     );
-    result.map_err(|error: sled::transaction::TransactionError<String>| {
-        format!("transaction failed: {error:?}")
+    result.map_err(|error| match error {
+        TransactionError::Abort(reason) => reason,
+        TransactionError::Storage(error) => format!("sled: {error}"),
     })
 }
 
@@ -393,7 +400,7 @@ fn commit(
         let mut records: Vec<Record> = Vec::new();
         for job in batch {
             let request = &job.request;
-            let head_key = keys::head(&request.org_id, &request.stream);
+            let head_key = HeadKey::of(&request.org_id, &request.stream);
             let mut head = tx.head(&head_key)?;
             let actual = head.version;
             if actual != request.expected_version {
@@ -480,22 +487,53 @@ fn decode_i128(bytes: &[u8]) -> Result<i128, StoreError> {
     ))
 }
 
-/// Indexes and projects events already in the log files (crash recovery, import) in one
-/// sled transaction, and records the log's new end in `meta`.
-pub(crate) fn index(trees: &Trees, accepted: &[Indexed], end: &LastEnd) -> Result<(), String> {
+/// Indexes and projects events that are in the log files past sled's last seq, in one sled
+/// transaction: those a crash left there (synced, while sled's transaction for them did not
+/// commit; at most one batch), and those an import just wrote. They must continue the chain
+/// from sled's last seq, and each must link to its stream's last event.
+pub(crate) fn index_logged(
+    trees: &Trees,
+    hasher: &ChainHasher,
+    records: &[Record],
+) -> Result<(), StoreError> {
     transaction(trees, |tx| {
-        for item in accepted {
-            tx.put(item)?;
+        let mut end = tx.end()?;
+        for record in records {
+            let envelope = envelope::decode(&record.payload)
+                .map_err(|error| ConflictableTransactionError::Abort(error.to_string()))?;
+            let refused = |what: &str| {
+                ConflictableTransactionError::Abort(format!(
+                    "event {} past the indexed end does not continue {what}",
+                    record.seq
+                ))
+            };
+            if record.seq != end.seq + 1
+                || envelope.seq != record.seq
+                || envelope.prev_hash != end.hash
+                || !envelope::check_hash(&record.payload, &end.hash, hasher)
+            {
+                return Err(refused("the chain"));
+            }
+            let head_key = HeadKey::of(&envelope.org_id, &envelope.stream);
+            let head = tx.head(&head_key)?;
+            let head = match head.follow(record.seq, envelope.stream_version) {
+                Ok(next) if record.prev_in_stream == head.last_seq => next,
+                _ => return Err(refused("its stream")),
+            };
+            end = LastEnd {
+                seq: envelope.seq,
+                hash: envelope.hash,
+                recorded_at: envelope.recorded_at,
+            };
+            tx.put(&Indexed {
+                head: (head_key, head),
+                guard: recovered_guard(&envelope),
+                envelopes: vec![envelope],
+            })?;
         }
-        tx.set_end(end)
+        tx.set_end(&end)
     })
-}
-
-pub(crate) fn read_recorded_at(meta: &sled::Tree) -> Result<i128, StoreError> {
-    match meta.get(META_LAST_RECORDED_AT)? {
-        Some(bytes) => decode_i128(&bytes),
-        None => Ok(i128::MIN),
-    }
+    .map_err(StoreError::Corrupt)
 }
 
 #[cfg(test)]
