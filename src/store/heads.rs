@@ -64,7 +64,7 @@ impl Head {
 }
 
 /// Where a stream's head is kept (see the module's text).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum HeadKey {
     /// The key of the user in the `users` projection.
     User(Vec<u8>),

@@ -224,6 +224,15 @@ impl Trees {
         })
     }
 
+    /// A stream's head, wherever it is kept (see `heads`).
+    pub fn head(&self, key: &heads::HeadKey) -> Result<heads::Head, StoreError> {
+        let stored = match key {
+            heads::HeadKey::User(key) => self.users.get(key)?,
+            heads::HeadKey::Stream(key) => self.heads.get(key)?,
+        };
+        key.decode(stored.as_deref())
+    }
+
     pub fn projection(&self, projection: Projection) -> &sled::Tree {
         match projection {
             Projection::Users => &self.users,
@@ -476,12 +485,7 @@ impl Store {
 
     /// A stream's head, wherever it is kept (see `heads`).
     fn stream_head(&self, org_id: &str, stream: &str) -> Result<heads::Head, StoreError> {
-        let key = heads::HeadKey::of(org_id, stream);
-        let stored = match &key {
-            heads::HeadKey::User(key) => self.trees.users.get(key)?,
-            heads::HeadKey::Stream(key) => self.trees.heads.get(key)?,
-        };
-        key.decode(stored.as_deref())
+        self.trees.head(&heads::HeadKey::of(org_id, stream))
     }
 
     /// The user as projected now.

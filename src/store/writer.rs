@@ -1,9 +1,9 @@
-//! The single writer: takes queued append requests in batches; in one sled transaction per
-//! batch it decides each request, indexes and projects the accepted events and writes them
-//! to the log files (synced) before sled commits; then it flushes and syncs sled, and
-//! answers. Group commit: many concurrent logins share one sync of each.
+//! The single writer: takes queued append requests in batches, decides each batch, writes
+//! its events to the log files and syncs them, indexes and projects them in one sled
+//! transaction, flushes and syncs sled, then answers. Group commit: many concurrent logins
+//! share one sync of each.
 
-use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -377,102 +377,128 @@ fn transaction<T>(
     })
 }
 
-/// Decides a batch, writes its events to the log files (synced), and indexes and projects
-/// them, all in one sled transaction. Each request gets its envelopes or its refusal.
+/// Decides a batch, writes its events to the log files (synced), then indexes and projects
+/// them in one sled transaction. Each request gets its envelopes or its refusal.
 ///
-/// The decisions read through the transaction, so they see what earlier requests of the
-/// batch changed, and the transaction's own writes find those keys already read. The files
-/// are written last inside the transaction, before sled commits it, so that sled never
-/// indexes an event the files lack; events the files hold past sled's last seq (a crash
-/// between the two) are indexed when the store is next opened.
+/// The decisions read sled outside the transaction: this thread is the only writer, and
+/// what the batch itself changes is kept aside, so they see what the transaction will. That
+/// keeps the files' write and sync out of the transaction, which holds sled's global lock:
+/// every sled read in the process waits while it runs. The files come first so that sled
+/// never indexes an event the files lack; events the files hold past sled's last seq (a
+/// crash between the two) are indexed when the store is next opened.
 fn commit(
     trees: &Trees,
     log: &SegmentLog,
     hasher: &ChainHasher,
     batch: &[Job],
 ) -> Result<Vec<Reply>, String> {
-    // sled runs the body again only after a conflict, which the body never reports; the
-    // files must never be written twice, whatever a later sled does.
-    let written = Cell::new(false);
-    transaction(trees, |tx| {
-        let mut end = tx.end()?;
-        let mut replies = Vec::with_capacity(batch.len());
-        let mut records: Vec<Record> = Vec::new();
-        for job in batch {
-            let request = &job.request;
-            let head_key = HeadKey::of(&request.org_id, &request.stream);
-            let mut head = tx.head(&head_key)?;
-            let actual = head.version;
-            if actual != request.expected_version {
-                replies.push(Err(AppendError::Conflict {
-                    expected: request.expected_version,
-                    actual,
-                }));
-                continue;
-            }
-            if let Err(refusal) = check_shape(request, actual) {
-                replies.push(Err(refusal));
-                continue;
-            }
-            let guard = match &request.assertion {
-                Some(guard) => {
-                    let key = keys::assertion(&request.org_id, &guard.assertion_id);
-                    if tx.assertions.get(&key)?.is_some() {
-                        replies.push(Err(AppendError::ReplayedAssertion {
-                            assertion_id: guard.assertion_id.clone(),
-                        }));
-                        continue;
-                    }
-                    Some((key, guard.not_on_or_after))
+    let storage = |error: StoreError| error.to_string();
+    let (seq, hash) = read_head(&trees.meta).map_err(storage)?;
+    let recorded_at = read_recorded_at(&trees.meta).map_err(storage)?;
+    let mut end = LastEnd {
+        seq,
+        hash,
+        recorded_at,
+    };
+    let mut heads: HashMap<HeadKey, Head> = HashMap::new();
+    let mut guards: HashSet<Vec<u8>> = HashSet::new();
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut accepted = Vec::new();
+    let mut records: Vec<Record> = Vec::new();
+    for job in batch {
+        let request = &job.request;
+        let head_key = HeadKey::of(&request.org_id, &request.stream);
+        let mut head = match heads.get(&head_key) {
+            Some(head) => *head,
+            None => trees.head(&head_key).map_err(storage)?,
+        };
+        let actual = head.version;
+        if actual != request.expected_version {
+            replies.push(Err(AppendError::Conflict {
+                expected: request.expected_version,
+                actual,
+            }));
+            continue;
+        }
+        if let Err(refusal) = check_shape(request, actual) {
+            replies.push(Err(refusal));
+            continue;
+        }
+        let guard = match &request.assertion {
+            Some(guard) => {
+                let key = keys::assertion(&request.org_id, &guard.assertion_id);
+                let used = guards.contains(&key)
+                    || trees
+                        .assertions
+                        .contains_key(&key)
+                        .map_err(|e| e.to_string())?;
+                if used {
+                    replies.push(Err(AppendError::ReplayedAssertion {
+                        assertion_id: guard.assertion_id.clone(),
+                    }));
+                    continue;
                 }
-                None => None,
-            };
-            // recorded_at never goes back, so that a time bound cuts the log at one seq.
-            let recorded_at = request.recorded_at.max(end.recorded_at);
-            end.recorded_at = recorded_at;
-            let mut envelopes = Vec::with_capacity(request.events.len());
-            for (offset, event) in request.events.iter().enumerate() {
-                end.seq += 1;
-                let unsealed = Unsealed {
-                    seq: end.seq,
-                    org_id: request.org_id.clone(),
-                    stream: request.stream.clone(),
-                    stream_version: actual + offset as u64 + 1,
-                    recorded_at,
-                    cause: request.cause.clone(),
-                    event: event.clone(),
-                };
-                let (bytes, envelope) = unsealed.seal(end.hash, hasher);
-                end.hash = envelope.hash;
-                records.push(Record {
-                    seq: end.seq,
-                    prev_in_stream: head.last_seq,
-                    payload: bytes,
-                });
-                head = head.after(end.seq);
-                envelopes.push(envelope);
+                guards.insert(key.clone());
+                Some((key, guard.not_on_or_after))
             }
-            let item = Indexed {
-                envelopes,
-                head: (head_key, head),
-                guard,
+            None => None,
+        };
+        // recorded_at never goes back, so that a time bound cuts the log at one seq.
+        let recorded_at = request.recorded_at.max(end.recorded_at);
+        end.recorded_at = recorded_at;
+        let mut envelopes = Vec::with_capacity(request.events.len());
+        for (offset, event) in request.events.iter().enumerate() {
+            end.seq += 1;
+            let unsealed = Unsealed {
+                seq: end.seq,
+                org_id: request.org_id.clone(),
+                stream: request.stream.clone(),
+                stream_version: actual + offset as u64 + 1,
+                recorded_at,
+                cause: request.cause.clone(),
+                event: event.clone(),
             };
-            tx.put(&item)?;
-            replies.push(Ok(item.envelopes));
+            let (bytes, envelope) = unsealed.seal(end.hash, hasher);
+            end.hash = envelope.hash;
+            records.push(Record {
+                seq: end.seq,
+                prev_in_stream: head.last_seq,
+                payload: bytes,
+            });
+            head = head.after(end.seq);
+            envelopes.push(envelope);
         }
-        if records.is_empty() {
-            return Ok(replies);
+        heads.insert(head_key.clone(), head);
+        // Filled with the envelopes once they are indexed.
+        replies.push(Ok(Vec::new()));
+        accepted.push(Indexed {
+            envelopes,
+            head: (head_key, head),
+            guard,
+        });
+    }
+    if accepted.is_empty() {
+        return Ok(replies);
+    }
+    log.append(&records).map_err(storage)?;
+    transaction(trees, |tx| {
+        for item in &accepted {
+            tx.put(item)?;
         }
-        tx.set_end(&end)?;
-        if written.replace(true) {
-            return Err(ConflictableTransactionError::Abort(
-                "the append transaction ran twice".into(),
-            ));
-        }
-        log.append(&records)
-            .map_err(|error| ConflictableTransactionError::Abort(error.to_string()))?;
-        Ok(replies)
-    })
+        tx.set_end(&end)
+    })?;
+    let mut indexed = accepted.into_iter().map(|item| item.envelopes);
+    for envelopes in replies.iter_mut().filter_map(|reply| reply.as_mut().ok()) {
+        *envelopes = indexed.next().unwrap_or_default();
+    }
+    Ok(replies)
+}
+
+pub(crate) fn read_recorded_at(meta: &sled::Tree) -> Result<i128, StoreError> {
+    match meta.get(META_LAST_RECORDED_AT)? {
+        Some(bytes) => decode_i128(&bytes),
+        None => Ok(i128::MIN),
+    }
 }
 
 fn decode_u64(bytes: &[u8]) -> Result<u64, StoreError> {
