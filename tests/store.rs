@@ -400,6 +400,14 @@ fn to_heads_tree_layout(dir: &tempfile::TempDir, moved: &[&str]) {
     db.flush().unwrap();
 }
 
+/// Sets a head in the `heads` tree of a closed store, behind the log's back.
+fn set_head(dir: &tempfile::TempDir, key: &[u8], version: u64, last_seq: u64) {
+    let db = raw_sled(dir);
+    let head = [version.to_be_bytes(), last_seq.to_be_bytes()].concat();
+    db.open_tree("heads").unwrap().insert(key, head).unwrap();
+    db.flush().unwrap();
+}
+
 /// The streams of the populated store, as read through the store.
 fn every_stream(store: &Store) -> Vec<Vec<jitledger::store::Envelope>> {
     let mut streams = vec![store.stream("acme", CONFIG_STREAM, None).unwrap()];
@@ -502,15 +510,7 @@ fn user_heads_of_a_store_with_a_rebuild_pending_go_and_the_rebuild_writes_the_us
 fn a_user_whose_stored_state_does_not_fit_its_head_stops_the_move() {
     let dir = populated_and_closed();
     to_heads_tree_layout(&dir, &[]);
-    {
-        let db = raw_sled(&dir);
-        let head = [3u64.to_be_bytes(), 7u64.to_be_bytes()].concat();
-        db.open_tree("heads")
-            .unwrap()
-            .insert(b"acme\0user:bob", head)
-            .unwrap();
-        db.flush().unwrap();
-    }
+    set_head(&dir, b"acme\0user:bob", 3, 7);
     let error = Store::open(&StoreConfig::new(dir.path())).unwrap_err();
     assert!(error.to_string().contains("acme/user:bob"), "{error}");
 }
@@ -593,15 +593,7 @@ fn heads_rewritten_in_part_before_a_crash_are_rewritten_whole() {
     to_earlier_index_layout(&dir);
     std::fs::create_dir(dir.path().join("log")).unwrap();
     std::fs::write(segment_path(&dir), linked).unwrap();
-    {
-        let db = raw_sled(&dir);
-        let head = [2u64.to_be_bytes(), 5u64.to_be_bytes()].concat();
-        db.open_tree("heads")
-            .unwrap()
-            .insert(b"acme\0user:alice", head)
-            .unwrap();
-        db.flush().unwrap();
-    }
+    set_head(&dir, b"acme\0user:alice", 2, 5);
     check_migrated(&dir, &before);
 }
 
@@ -1026,15 +1018,7 @@ fn a_stream_head_edited_behind_the_log_is_detected() {
     // The org's configuration head moved back to its first event: its next change would
     // fork the stream.
     let dir = populated_and_closed();
-    {
-        let db = raw_sled(&dir);
-        let head = [1u64.to_be_bytes(), 1u64.to_be_bytes()].concat();
-        db.open_tree("heads")
-            .unwrap()
-            .insert(b"acme\0config", head)
-            .unwrap();
-        db.flush().unwrap();
-    }
+    set_head(&dir, b"acme\0config", 1, 1);
     let failure = open(&dir).verify().unwrap_err();
     assert_eq!(
         failure,
