@@ -260,6 +260,7 @@ pub(crate) struct Indexed {
 }
 
 /// The log's end after a batch, as `meta` records it.
+#[derive(Clone, Copy)]
 pub(crate) struct LastEnd {
     pub seq: u64,
     pub hash: [u8; 32],
@@ -281,30 +282,6 @@ struct Tx<'t> {
 }
 
 impl Tx<'_> {
-    /// The log's end as `meta` holds it (genesis for an empty log).
-    fn end(&self) -> Result<LastEnd, TxError> {
-        let seq = match self.meta.get(META_LAST_SEQ)? {
-            Some(bytes) => decode_u64(&bytes).map_err(tx_corrupt)?,
-            None => 0,
-        };
-        let hash = match self.meta.get(META_LAST_HASH)? {
-            Some(bytes) => bytes
-                .as_ref()
-                .try_into()
-                .map_err(|_| tx_corrupt(corrupt("last hash")))?,
-            None => GENESIS_HASH,
-        };
-        let recorded_at = match self.meta.get(META_LAST_RECORDED_AT)? {
-            Some(bytes) => decode_i128(&bytes).map_err(tx_corrupt)?,
-            None => i128::MIN,
-        };
-        Ok(LastEnd {
-            seq,
-            hash,
-            recorded_at,
-        })
-    }
-
     fn head(&self, key: &HeadKey) -> Result<Head, TxError> {
         let stored = match key {
             HeadKey::User(key) => self.projections.users.get(key)?,
@@ -393,13 +370,7 @@ fn commit(
     batch: &[Job],
 ) -> Result<Vec<Reply>, String> {
     let storage = |error: StoreError| error.to_string();
-    let (seq, hash) = read_head(&trees.meta).map_err(storage)?;
-    let recorded_at = read_recorded_at(&trees.meta).map_err(storage)?;
-    let mut end = LastEnd {
-        seq,
-        hash,
-        recorded_at,
-    };
+    let mut end = read_end(&trees.meta).map_err(storage)?;
     let mut heads: HashMap<HeadKey, Head> = HashMap::new();
     let mut guards: HashSet<Vec<u8>> = HashSet::new();
     let mut replies = Vec::with_capacity(batch.len());
@@ -494,6 +465,16 @@ fn commit(
     Ok(replies)
 }
 
+/// The log's end as `meta` holds it (genesis for an empty log).
+fn read_end(meta: &sled::Tree) -> Result<LastEnd, StoreError> {
+    let (seq, hash) = read_head(meta)?;
+    Ok(LastEnd {
+        seq,
+        hash,
+        recorded_at: read_recorded_at(meta)?,
+    })
+}
+
 pub(crate) fn read_recorded_at(meta: &sled::Tree) -> Result<i128, StoreError> {
     match meta.get(META_LAST_RECORDED_AT)? {
         Some(bytes) => decode_i128(&bytes),
@@ -522,8 +503,10 @@ pub(crate) fn index_logged(
     hasher: &ChainHasher,
     records: &[Record],
 ) -> Result<(), StoreError> {
+    // Nothing else writes meanwhile: the store is being opened, or imported into.
+    let start = read_end(&trees.meta)?;
     transaction(trees, |tx| {
-        let mut end = tx.end()?;
+        let mut end = start;
         for record in records {
             let envelope = envelope::decode(&record.payload)
                 .map_err(|error| ConflictableTransactionError::Abort(error.to_string()))?;
