@@ -1,9 +1,9 @@
-//! The attributes of a start tag, read from the tag's text as quick-xml hands it over
+//! The attributes of a start tag, read from the tag's text as `token` hands it over
 //! (between `<` and `>` or `/>`, starting with the element's name).
 //!
-//! quick-xml's own attribute iterator costs several hundred instructions per attribute,
-//! more than the rest of the tree build for it, and it accepts attributes that touch
-//! (`a="1"b="2"`). This reader follows XML 1.0 §3.1 and nothing else:
+//! A general reader's attribute iterator (quick-xml's) cost several hundred instructions
+//! per attribute, more than the rest of the tree build for it, and accepted attributes that
+//! touch (`a="1"b="2"`). This reader follows XML 1.0 §3.1 and nothing else:
 //! `(S Name S? '=' S? AttValue)* S?`, where AttValue is quoted with `"` or `'`. Names and
 //! values are returned as written; the caller checks names and unescapes values.
 
@@ -151,7 +151,7 @@ mod tests {
             assert!(read(tag).is_err(), "{tag:?}");
         }
         // "a x=\"1\" /" reads `/` as a name without a value; a lone `/` after the last
-        // attribute of an empty element never reaches here (quick-xml strips `/>`).
+        // attribute of an empty element never reaches here (`token` strips `/>`).
     }
 
     #[test]
