@@ -1241,9 +1241,10 @@ impl<'i, 'l> Builder<'i, 'l> {
         Ok((id, bindings_mark))
     }
 
-    /// Checks a qualified name (Namespaces in XML 1.0 §4: `NCName` or `NCName:NCName`, with
-    /// the name characters checked loosely, see [`NAME_CLASSES`]) and returns the length of
-    /// its prefix, 0 when it has none.
+    /// Checks a qualified name (Namespaces in XML 1.0 §4: `NCName` or `NCName:NCName`, of
+    /// the characters XML 1.0 §2.3 allows in names) and returns the length of its prefix, 0
+    /// when it has none. A name libxml2 would refuse is refused here too, so that nothing
+    /// an IdP's canonicaliser rejects is read as markup.
     fn check_qualified_name(&self, name: &str, offset: usize) -> Result<u32, XmlError> {
         if name.len() > self.limits.name_bytes_max {
             return Err(XmlError::LimitExceeded {
@@ -1272,6 +1273,7 @@ impl<'i, 'l> Builder<'i, 'l> {
         if classes & NAME_FORBIDDEN != 0
             || starts_badly(0)
             || colon.is_some_and(|colon| starts_badly(colon + 1))
+            || classes & NAME_NON_ASCII != 0 && !non_ascii_name_chars_allowed(name)
         {
             return Err(malformed(offset, format!("invalid name {name:?}")));
         }
@@ -1309,32 +1311,53 @@ impl<'i, 'l> Builder<'i, 'l> {
     }
 }
 
-/// White space and `<>&"'=/`: never in a name.
+/// An ASCII byte that XML 1.0 §2.3 never allows in a name.
 const NAME_FORBIDDEN: u8 = 1;
 const NAME_COLON: u8 = 2;
 /// Digits, `-` and `.`: not at the start of a name or of its local part.
 const NAME_NOT_FIRST: u8 = 4;
+/// A byte of a non-ASCII character, checked by [`is_name_char`].
+const NAME_NON_ASCII: u8 = 8;
 
-/// The class of each byte in a name; 0 for the others, which are allowed. Names are checked
-/// loosely: what XML forbids and a parser differential could use (separators, quotes,
-/// markup, a misplaced colon), not the full NameStartChar/NameChar tables.
+/// The class of each byte in a name; 0 for ASCII letters and `_`, allowed anywhere. ASCII
+/// names, almost all of them, are checked by this table alone.
 const NAME_CLASSES: [u8; 256] = {
-    let mut classes = [0; 256];
-    let forbidden = b" \t\n\r<>&\"'=/";
-    let mut index = 0;
-    while index < forbidden.len() {
-        classes[forbidden[index] as usize] = NAME_FORBIDDEN;
-        index += 1;
+    let mut classes = [NAME_FORBIDDEN; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        classes[byte] = match byte as u8 {
+            b'A'..=b'Z' | b'a'..=b'z' | b'_' => 0,
+            b'0'..=b'9' | b'-' | b'.' => NAME_NOT_FIRST,
+            b':' => NAME_COLON,
+            0x80.. => NAME_NON_ASCII,
+            _ => NAME_FORBIDDEN,
+        };
+        byte += 1;
     }
-    let not_first = b"0123456789-.";
-    index = 0;
-    while index < not_first.len() {
-        classes[not_first[index] as usize] = NAME_NOT_FIRST;
-        index += 1;
-    }
-    classes[b':' as usize] = NAME_COLON;
     classes
 };
+
+/// Whether every non-ASCII character of `name` may stand where it stands: a NameStartChar
+/// first in the name or after its colon, a NameChar elsewhere.
+fn non_ascii_name_chars_allowed(name: &str) -> bool {
+    let mut first = true;
+    name.chars().all(|c| {
+        let allowed = c.is_ascii() || is_name_char(c, first);
+        first = c == ':';
+        allowed
+    })
+}
+
+/// XML 1.0 (fifth edition) §2.3 NameStartChar (`first`) or NameChar, for characters
+/// outside ASCII.
+fn is_name_char(c: char, first: bool) -> bool {
+    let start = matches!(c,
+        '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}' | '\u{F8}'..='\u{2FF}'
+        | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}' | '\u{200C}'..='\u{200D}'
+        | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}' | '\u{3001}'..='\u{D7FF}'
+        | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}' | '\u{10000}'..='\u{EFFFF}');
+    start || !first && matches!(c, '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
+}
 
 /// A start tag's attribute other than a declaration, held until the tag's declarations are
 /// in scope.
@@ -1805,6 +1828,36 @@ mod tests {
         let document = parse("<a\n x = '1'\ty=\"'\" \r\n/>").unwrap();
         assert_eq!(document.attribute(document.root(), "x"), Some("1"));
         assert_eq!(document.attribute(document.root(), "y"), Some("'"));
+    }
+
+    #[test]
+    fn names_hold_only_xml_name_characters() {
+        // XML 1.0 §2.3, as libxml2 reads it: `;`, `,`, `(` and the like are not name
+        // characters, nor are U+00D7 and U+00F7; U+00B7 is, but not first.
+        for input in [
+            "<a b;c=\"1\"/>",
+            "<a;/>",
+            "<a,b/>",
+            "<a(/>",
+            "<a\u{d7}/>",
+            "<a b\u{f7}=\"1\"/>",
+            "<\u{b7}a/>",
+            "<p:\u{b7}a xmlns:p=\"urn:p\"/>",
+            "<r><?a;b x?></r>",
+        ] {
+            assert!(
+                matches!(parse(input), Err(XmlError::Malformed { reason, .. })
+                    if reason.starts_with("invalid name")),
+                "{input:?}"
+            );
+        }
+        for input in [
+            "<\u{e9}t\u{e9}/>",
+            "<a\u{b7}b/>",
+            "<a_b-c.d e\u{3001}=\"1\"/>",
+        ] {
+            assert!(parse(input).is_ok(), "{input:?}");
+        }
     }
 
     #[test]
