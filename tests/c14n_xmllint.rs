@@ -1163,15 +1163,20 @@ impl Renderer {
     }
 }
 
+/// A property test's case count: the environment variable `name`, or `default`.
+fn cases_from_env(name: &str, default: u32) -> u32 {
+    match std::env::var(name) {
+        Ok(cases) => cases
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={cases:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
 /// Cases for [`random_documents_canonicalise_like_libxml2`]: `C14N_PROPTEST_CASES`, or 64
 /// to keep CI fast (each case spawns xmllint twice and xmlsec1 once).
 fn proptest_cases() -> u32 {
-    match std::env::var("C14N_PROPTEST_CASES") {
-        Ok(cases) => cases
-            .parse()
-            .unwrap_or_else(|_| panic!("C14N_PROPTEST_CASES={cases:?} is not a number")),
-        Err(_) => 64,
-    }
+    cases_from_env("C14N_PROPTEST_CASES", 64)
 }
 
 fn check_random_document(spec: &DocumentSpec) -> Result<(), TestCaseError> {
@@ -1343,12 +1348,7 @@ fn has_namespace_uri_to_escape(document: &Document) -> bool {
 /// Cases for [`mutated_documents_we_accept_libxml2_reads_alike`]: `XML_MUTATION_CASES`, or
 /// 256 (most mutants are refused by our parser and cost no xmllint run).
 fn mutation_cases() -> u32 {
-    match std::env::var("XML_MUTATION_CASES") {
-        Ok(cases) => cases
-            .parse()
-            .unwrap_or_else(|_| panic!("XML_MUTATION_CASES={cases:?} is not a number")),
-        Err(_) => 256,
-    }
+    cases_from_env("XML_MUTATION_CASES", 256)
 }
 
 /// The dangerous parser differential is a document we accept that libxml2 (what IdPs and

@@ -1831,6 +1831,30 @@ mod tests {
     }
 
     #[test]
+    fn the_xml_declaration_follows_its_grammar() {
+        // XML 1.0 §2.8: version first, then encoding and standalone, each at most once.
+        assert_all_malformed(&[
+            "<?xml?><a/>",
+            "<?xml encoding=\"UTF-8\"?><a/>",
+            "<?xml version=\"2.0\"?><a/>",
+            "<?xml version=\"1.\"?><a/>",
+            "<?xml version=\"1.0\" foo=\"x\"?><a/>",
+            "<?xml version=\"1.0\" standalone=\"yes\" encoding=\"UTF-8\"?><a/>",
+            "<?xml version=\"1.0\" version=\"1.0\"?><a/>",
+            "<?xml version=\"1.0\" standalone=\"maybe\"?><a/>",
+            "<?xml version=\"1.0\"encoding=\"UTF-8\"?><a/>",
+            "<a/><?xml version=\"1.0\"?>",
+        ]);
+        for input in [
+            "<?xml version=\"1.0\"?><a/>",
+            "<?xml version='1.1' encoding='utf-8' standalone='no' ?><a/>",
+            "\u{feff}<?xml version=\"1.0\" encoding=\"UTF-8\"?><a/>",
+        ] {
+            assert!(parse(input).is_ok(), "{input:?}");
+        }
+    }
+
+    #[test]
     fn names_hold_only_xml_name_characters() {
         // XML 1.0 §2.3, as libxml2 reads it: `;`, `,`, `(` and the like are not name
         // characters, nor are U+00D7 and U+00F7; U+00B7 is, but not first.
